@@ -1,0 +1,284 @@
+"""Settings: nested dataclasses, loaded from ``configs/*.yaml`` and overridden from the CLI.
+
+Precedence, lowest first: dataclass defaults (CogVideoX-2B), the preset YAML (``--preset``), a ``vidseg.yaml``
+inside a local model folder (the tiny model carries one), a user YAML (``--config``), ``--set key=value``
+overrides, then dedicated CLI options. YAML files hold only the values that differ from the defaults.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import typing
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from vidseg.errors import ConfigError
+
+# Blocks whose maps are averaged for CogVideoX-2B (the official IMAP layer list, 0-based).
+COGVIDEOX_2B_LAYERS = [4, 6, 7, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23]
+
+
+@dataclass
+class VideoConfig:
+    """How the input video is sampled and shaped for the model."""
+
+    sample_fps: float = 8.0  # frames per second fed to the model (CogVideoX's native rate); 0 = every frame
+    num_frames: int = 49  # frames per model window; the VAE needs 8k+1
+    height: int = 480  # model input size in pixels (multiple of 16)
+    width: int = 720
+    window_overlap: int = 8  # sampled frames shared by consecutive windows (blended)
+    resize: str = "stretch"  # stretch | pad: how a frame of another aspect ratio is fitted to height x width
+    reader: str = "auto"  # auto (decord, then PyAV for what decord cannot read) | decord | pyav
+
+
+@dataclass
+class ModelConfig:
+    """Which weights to load and where to run them."""
+
+    model: str = "THUDM/CogVideoX-2b"  # hub id or local diffusers folder
+    device: str | None = None  # None: cuda when present, else cpu
+    dtype: str | None = None  # None: bfloat16 on GPU, float32 on CPU
+    offload: bool = False  # keep weights on the CPU and move each block to the GPU as it runs
+    vae_tiling: bool = True  # encode the video in spatial tiles to bound VAE memory
+
+
+@dataclass
+class InversionConfig:
+    """How the clean latent is brought to the read-out timestep."""
+
+    method: str = "ddim"  # ddim (DDIM inversion, deterministic) | renoise (official IMAP: one seeded noising)
+    num_steps: int = 50  # length of the scheduler's timestep grid
+    readout_index: int = 30  # index into that grid (descending) of the read-out timestep: t = 399 for 2B
+    seed: int = 42  # noise seed for renoise
+    prompt: str | None = None  # caption; None builds one from the class names
+
+
+@dataclass
+class MapsConfig:
+    """Which attention maps are read out."""
+
+    map: str = "imap"  # imap (CHI-selected heads) | gramcol (all heads)
+    layers: list[int] = field(default_factory=lambda: list(COGVIDEOX_2B_LAYERS))
+    top_k_heads: int = 5  # heads kept per layer by the Calinski-Harabasz frame-separation score
+    concept_slots: str = "compact"  # compact (C classes + 1 weighted padding slot, exact) | full (all text slots)
+
+
+@dataclass
+class ProbsConfig:
+    """Saliency maps to per-pixel class probabilities (index 0 = background)."""
+
+    temperature: float = 1.0  # softmax temperature over the z-scored class maps
+    background: float = 0.0  # background logit, in the same z-score units as the class maps
+
+
+@dataclass
+class UpsampleConfig:
+    """Low-resolution probabilities to full resolution, guided by each frame."""
+
+    method: str = "guided"  # guided | bilinear | anyup
+    anyup_checkpoint: str | None = None  # path to anyup_paper.pth or anyup_multi_backbone.pth
+    guided_radius: int = 8
+    guided_eps: float = 0.01
+
+
+@dataclass
+class CrfConfig:
+    """Dense CRF refinement of the upsampled probabilities."""
+
+    enabled: bool = True
+    mode: str = "2d"  # 2d (per frame) | 3d (x, y, t, colour over short windows)
+    iterations: int = 5
+    gaussian_sxy: float = 3.0
+    gaussian_compat: float = 3.0
+    bilateral_sxy: float = 60.0
+    bilateral_srgb: float = 10.0
+    bilateral_compat: float = 5.0
+
+
+@dataclass
+class ExportConfig:
+    """What is written for each video."""
+
+    format: str = "palette"  # palette | vspw | coco | npz
+    overlay: bool = True  # overlay.mp4: frames with coloured masks and a legend
+    workers: int = 0  # processes for refine + export; 0 = one per CPU core
+
+
+@dataclass
+class VidsegConfig:
+    video: VideoConfig = field(default_factory=VideoConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    inversion: InversionConfig = field(default_factory=InversionConfig)
+    maps: MapsConfig = field(default_factory=MapsConfig)
+    probs: ProbsConfig = field(default_factory=ProbsConfig)
+    upsample: UpsampleConfig = field(default_factory=UpsampleConfig)
+    crf: CrfConfig = field(default_factory=CrfConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def validate(self) -> None:
+        """Check values once, before anything is loaded. Raises ConfigError naming the field."""
+        v, inv, m = self.video, self.inversion, self.maps
+        if v.num_frames < 9 or (v.num_frames - 1) % 8:
+            raise ConfigError(f"video.num_frames is {v.num_frames}; the CogVideoX VAE needs 8k+1 frames, e.g. 49")
+        if v.height % 16 or v.width % 16 or v.height <= 0 or v.width <= 0:
+            raise ConfigError(f"video size {v.height}x{v.width} must be positive multiples of 16, e.g. 480x720")
+        if v.sample_fps < 0:
+            raise ConfigError(f"video.sample_fps is {v.sample_fps}; use a positive rate, or 0 for every frame")
+        if not 0 <= v.window_overlap < v.num_frames:
+            raise ConfigError(f"video.window_overlap is {v.window_overlap}; it must be in [0, {v.num_frames})")
+        _check_choice("video.resize", v.resize, ("stretch", "pad"))
+        _check_choice("video.reader", v.reader, ("auto", "decord", "pyav"))
+        _check_choice("inversion.method", inv.method, ("ddim", "renoise"))
+        if not 0 <= inv.readout_index < inv.num_steps:
+            raise ConfigError(
+                f"inversion.readout_index is {inv.readout_index}; it must be in [0, {inv.num_steps}) "
+                f"(inversion.num_steps)"
+            )
+        _check_choice("maps.map", m.map, ("imap", "gramcol"))
+        _check_choice("maps.concept_slots", m.concept_slots, ("compact", "full"))
+        if not m.layers:
+            raise ConfigError("maps.layers is empty; give at least one transformer block index")
+        if m.top_k_heads < 1:
+            raise ConfigError(f"maps.top_k_heads is {m.top_k_heads}; it must be at least 1")
+        if self.probs.temperature <= 0:
+            raise ConfigError(f"probs.temperature is {self.probs.temperature}; it must be positive")
+        _check_choice("upsample.method", self.upsample.method, ("guided", "bilinear", "anyup"))
+        if self.upsample.method == "anyup" and not self.upsample.anyup_checkpoint:
+            raise ConfigError("upsample.method is anyup but no checkpoint was given; pass --anyup-checkpoint PATH")
+        _check_choice("crf.mode", self.crf.mode, ("2d", "3d"))
+        _check_choice("export.format", self.export.format, ("palette", "vspw", "coco", "npz"))
+
+
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"{name} is {value!r}; choose one of: {', '.join(choices)}")
+
+
+def preset_names() -> list[str]:
+    """Names of the model presets shipped in ``configs/`` (``vspw`` holds class names, not a preset)."""
+    return sorted(p.name[:-5] for p in resources.files("vidseg.configs").iterdir()
+                  if p.name.endswith(".yaml") and p.name != "vspw.yaml")
+
+
+def read_yaml(source: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping from a path, or from a shipped config when given a bare name like ``cogvideox-2b``."""
+    path = Path(source)
+    if not path.suffix and not path.exists():
+        shipped = resources.files("vidseg.configs") / f"{source}.yaml"
+        if not shipped.is_file():
+            raise ConfigError(f"no preset named {source!r}; choose one of: {', '.join(preset_names())}")
+        text = shipped.read_text()
+    else:
+        if not path.is_file():
+            raise ConfigError(f"config file {str(path)!r} does not exist")
+        text = path.read_text()
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config {str(source)!r} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config {str(source)!r} must be a mapping of sections (video:, model:, ...)")
+    return data
+
+
+def merge(config: VidsegConfig, data: dict[str, Any], source: str = "config") -> VidsegConfig:
+    """Apply a nested mapping ``{section: {field: value}}`` onto ``config`` in place, checking names and types."""
+    sections = {f.name: f for f in dataclasses.fields(config)}
+    for section_name, values in data.items():
+        if section_name not in sections:
+            raise ConfigError(f"{source}: unknown section {section_name!r}{_did_you_mean(section_name, sections)}")
+        if not isinstance(values, dict):
+            raise ConfigError(f"{source}: section {section_name!r} must be a mapping of field: value")
+        section = getattr(config, section_name)
+        hints = typing.get_type_hints(type(section))
+        fields = {f.name for f in dataclasses.fields(section)}
+        for key, value in values.items():
+            if key not in fields:
+                raise ConfigError(
+                    f"{source}: unknown key {section_name}.{key}{_did_you_mean(key, fields, section_name + '.')}"
+                )
+            setattr(section, key, _coerce(f"{section_name}.{key}", value, hints[key]))
+    return config
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """``["maps.layers=[10,12]", "crf.enabled=false"]`` to a nested mapping (values parsed as YAML)."""
+    data: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or "." not in key:
+            raise ConfigError(f"override {item!r} must look like section.key=value, e.g. maps.top_k_heads=3")
+        section, _, name = key.strip().partition(".")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError:
+            value = raw
+        data.setdefault(section, {})[name] = value
+    return data
+
+
+def load_config(
+    preset: str | Path = "cogvideox-2b",
+    *,
+    model_dir_config: str | Path | None = None,
+    user_config: str | Path | None = None,
+    overrides: list[str] | dict[str, Any] | None = None,
+) -> VidsegConfig:
+    """Build a config from the layers described in the module docstring (validation is left to the caller,
+    after CLI options are applied)."""
+    config = VidsegConfig()
+    merge(config, read_yaml(preset), f"preset {preset}")
+    for extra in (model_dir_config, user_config):
+        if extra is not None:
+            merge(config, read_yaml(extra), str(extra))
+    if overrides:
+        data = parse_overrides(overrides) if isinstance(overrides, list) else overrides
+        merge(config, data, "--set")
+    return config
+
+
+def _coerce(name: str, value: Any, hint: Any) -> Any:
+    """Check a YAML value against a dataclass field type; ints are accepted for floats."""
+    if value is None:
+        if type(None) in typing.get_args(hint):
+            return None
+        raise ConfigError(f"{name} cannot be empty")
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    target = typing.get_origin(hint) or hint
+    if target is typing.Union or str(target) == "types.UnionType":
+        target = typing.get_origin(args[0]) or args[0]
+    if target is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{name} must be a list, e.g. [4, 6, 7], not {value!r}")
+        item_type = typing.get_args(hint)[0] if typing.get_args(hint) else Any
+        if item_type is int and not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+            raise ConfigError(f"{name} must be a list of integers, not {value!r}")
+        return list(value)
+    if target is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{name} must be true or false, not {value!r}")
+        return value
+    if target is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{name} must be a number, not {value!r}")
+        return float(value)
+    if target is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{name} must be an integer, not {value!r}")
+        return value
+    if target is str:
+        return str(value)
+    return value
+
+
+def _did_you_mean(name: str, options: Any, prefix: str = "") -> str:
+    close = difflib.get_close_matches(name, list(options), n=1)
+    return f" (did you mean {prefix}{close[0]}?)" if close else ""

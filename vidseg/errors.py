@@ -1,0 +1,49 @@
+"""Errors that the CLI turns into one clear line and an exit code (never a traceback).
+
+Every message names what is wrong and what to do about it. Unexpected exceptions are bugs and keep their
+traceback.
+"""
+
+from __future__ import annotations
+
+
+class VidsegError(Exception):
+    """Base class: a problem the user can fix. ``exit_code`` is what the CLI exits with."""
+
+    exit_code = 1
+
+
+class ConfigError(VidsegError):
+    """Bad option, configuration value or class list."""
+
+    exit_code = 2
+
+
+class VideoReadError(VidsegError):
+    """Missing, unreadable, corrupt or empty video."""
+
+    exit_code = 2
+
+
+class ModelLoadError(VidsegError):
+    """Weights absent (offline, wrong path) or not a CogVideoX diffusers folder."""
+
+    exit_code = 2
+
+
+class OutputError(VidsegError):
+    """The output location cannot be written."""
+
+    exit_code = 2
+
+
+class DatasetError(VidsegError):
+    """A dataset root, split file or prediction folder does not have the expected layout."""
+
+    exit_code = 2
+
+
+class MissingDependencyError(VidsegError):
+    """An optional component was asked for but its package is not installed."""
+
+    exit_code = 3
