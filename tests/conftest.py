@@ -1,0 +1,74 @@
+"""Shared fixtures: the tiny random CogVideoX written and loaded through the real code path, and test videos."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pytest
+
+# Never reach for the hub in tests; the tiny model is loaded from disk like a real local folder.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+requires_shared = pytest.mark.skipif(not SHARED.exists(), reason="../shared (real videos and frames) is absent")
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random-weight CogVideoX-2B-like model folder (no RoPE), written once per test run."""
+    from vidseg.models.tiny import make_tiny_model
+
+    return make_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
+
+
+@pytest.fixture(scope="session")
+def tiny_rope_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny CogVideoX-5B-like model folder (RoPE, DPM scheduler)."""
+    from vidseg.models.tiny import make_tiny_model
+
+    return make_tiny_model(tmp_path_factory.mktemp("tiny_rope") / "model", rope=True)
+
+
+def moving_square_frames(num_frames: int, height: int, width: int, seed: int = 0) -> np.ndarray:
+    """uint8 [T, H, W, 3]: a bright square sliding over a textured background (something for codecs to encode)."""
+    rng = np.random.default_rng(seed)
+    background = rng.integers(40, 90, size=(height, width, 3), dtype=np.uint8)
+    frames = np.repeat(background[None], num_frames, axis=0)
+    side = max(4, min(height, width) // 3)
+    for t in range(num_frames):
+        x = int((width - side) * t / max(num_frames - 1, 1))
+        y = (height - side) // 2
+        frames[t, y:y + side, x:x + side] = (230, 60, 40)
+    return frames
+
+
+def write_video(path: Path, frames: np.ndarray, fps: float = 24.0, codec: str = "libx264") -> Path:
+    """Encode uint8 RGB frames [T, H, W, 3] with PyAV (libx264 → mp4, libvpx-vp9 → webm, libsvtav1 → AV1)."""
+    import av
+    from fractions import Fraction
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
+        stream.width, stream.height = frames.shape[2], frames.shape[1]
+        stream.pix_fmt = "yuv420p"
+        for frame in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+@pytest.fixture
+def video_factory(tmp_path: Path) -> Callable[..., Path]:
+    """``video_factory(name, num_frames=20, height=72, width=128, fps=24, codec="libx264")`` → path of a new video."""
+
+    def make(name: str = "clip.mp4", num_frames: int = 20, height: int = 72, width: int = 128,
+             fps: float = 24.0, codec: str = "libx264") -> Path:
+        return write_video(tmp_path / name, moving_square_frames(num_frames, height, width), fps, codec)
+
+    return make

@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+import pytest
+
+from vidseg.config import VidsegConfig, load_config, preset_names
+from vidseg.errors import ConfigError
+
+
+def test_presets_load_and_validate():
+    assert {"cogvideox-2b", "cogvideox-5b", "tiny"} <= set(preset_names())
+    for name in preset_names():
+        load_config(name).validate()
+    two_b, five_b = load_config("cogvideox-2b"), load_config("cogvideox-5b")
+    assert two_b.maps.layers == VidsegConfig().maps.layers and len(two_b.maps.layers) == 17
+    assert five_b.model.model == "THUDM/CogVideoX-5b" and len(five_b.maps.layers) == 21
+
+
+def test_precedence_preset_then_model_folder_then_user_then_overrides(tmp_path):
+    model_yaml = tmp_path / "vidseg.yaml"
+    model_yaml.write_text("maps:\n  top_k_heads: 2\n  layers: [0, 1]\nvideo:\n  num_frames: 9\n")
+    user_yaml = tmp_path / "run.yaml"
+    user_yaml.write_text("maps:\n  top_k_heads: 3\n")
+    cfg = load_config("cogvideox-2b", model_dir_config=model_yaml, user_config=user_yaml,
+                      overrides=["video.sample_fps=0", "crf.enabled=false"])
+    assert cfg.maps.top_k_heads == 3 and cfg.maps.layers == [0, 1] and cfg.video.num_frames == 9
+    assert cfg.video.sample_fps == 0.0 and cfg.crf.enabled is False
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["maps.top_k_head=3"], "did you mean maps.top_k_heads"),
+        (["mapz.layers=[1]"], "did you mean maps"),
+        (["maps.layers=4"], "must be a list"),
+        (["maps.top_k_heads=three"], "must be an integer"),
+        (["crf.enabled=maybe"], "true or false"),
+        (["nodot"], "section.key=value"),
+    ],
+)
+def test_bad_overrides_name_the_problem(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config("cogvideox-2b", overrides=overrides)
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        (("video", "num_frames"), 48, "8k\\+1"),
+        (("video", "height"), 470, "multiples of 16"),
+        (("inversion", "method"), "invert", "ddim, renoise"),
+        (("inversion", "readout_index"), 50, "readout_index"),
+        (("maps", "map"), "attention", "imap, gramcol"),
+    ],
+)
+def test_validate_rejects_bad_values(field, value, message):
+    cfg = VidsegConfig()
+    setattr(getattr(cfg, field[0]), field[1], value)
+    with pytest.raises(ConfigError, match=message):
+        cfg.validate()
+
+
+def test_unknown_preset_lists_the_known_ones():
+    with pytest.raises(ConfigError, match="cogvideox-2b"):
+        load_config("cogvideox-9b")
