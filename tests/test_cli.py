@@ -1,0 +1,131 @@
+"""End to end through the CLI with the tiny model, and every bad-input case: one line, non-zero exit, no output."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from vidseg.cli.main import app, expand_multi_value
+
+
+def run_cli(*args: str):
+    result = CliRunner().invoke(app, expand_multi_value([str(a) for a in args]))
+    return result
+
+
+def assert_one_line_error(result, code: int, *words: str) -> None:
+    assert result.exit_code == code, result.output
+    text = result.output.strip()
+    assert "Traceback" not in text
+    lines = [line for line in text.splitlines() if line.strip()]
+    assert lines[-1].startswith("error:"), text
+    for word in words:
+        assert word.lower() in text.lower(), text
+
+
+def test_expand_multi_value_takes_words_until_next_option():
+    argv = ["predict", "v.mp4", "--classes", "person", "dog", "--out", "o"]
+    assert expand_multi_value(argv) == ["predict", "v.mp4", "--classes", "person", "--classes", "dog", "--out", "o"]
+
+
+def test_predict_end_to_end_writes_one_mask_per_frame(tiny_model_dir, video_factory, tmp_path):
+    video = video_factory("walk.mp4", num_frames=21, height=72, width=128, fps=24)
+    out = tmp_path / "out"
+    result = run_cli("predict", video, "--classes", "person", "dog", "--model", tiny_model_dir, "--out", out, "-q")
+    assert result.exit_code == 0, result.output
+    folder = out / "walk"
+    masks = sorted((folder / "masks").glob("*.png"))
+    assert [m.name for m in masks] == [f"{i:05d}.png" for i in range(21)]
+    for mask in masks[:3] + masks[-2:]:
+        image = Image.open(mask)
+        assert image.mode == "P" and image.size == (128, 72)
+        assert set(np.unique(np.asarray(image))) <= {0, 1, 2}
+    labels = json.loads((folder / "labels.json").read_text())
+    assert labels["labels"] == {"0": "background", "1": "person", "2": "dog"}
+    saliency = np.load(folder / "saliency.npz")
+    maps = saliency["saliency"]
+    assert maps.dtype == np.float16 and maps.shape[0] == 2 and maps.shape[2:] == (4, 6)
+    assert np.isfinite(maps.astype(np.float32)).all()
+    assert (folder / "overlay.mp4").stat().st_size > 0
+    assert not list(out.glob(".*tmp*")), "temporary folders must be gone"
+
+
+def test_predict_renoise_gramcol_without_crf(tiny_model_dir, video_factory, tmp_path):
+    video = video_factory("clip.mp4", num_frames=9, height=48, width=80)
+    out = tmp_path / "out"
+    result = run_cli(
+        "predict", video, "--classes", "car", "--model", tiny_model_dir, "--out", out, "--inversion", "renoise",
+        "--map", "gramcol", "--no-crf", "--upsampler", "bilinear", "--no-overlay", "-q",
+    )
+    assert result.exit_code == 0, result.output
+    assert len(list((out / "clip" / "masks").glob("*.png"))) == 9
+    assert not (out / "clip" / "overlay.mp4").exists()
+
+
+@pytest.mark.parametrize(
+    "classes, words",
+    [([], ["no classes"]), (["person", " "], ["blank"]), (["dog", "Dog"], ["twice"])],
+)
+def test_bad_classes(tiny_model_dir, video_factory, tmp_path, classes, words):
+    video = video_factory()
+    args = ["predict", video, "--model", tiny_model_dir, "--out", tmp_path / "out"]
+    if classes:
+        args += ["--classes", *classes]
+    assert_one_line_error(run_cli(*args), 2, *words)
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_video(tiny_model_dir, tmp_path):
+    result = run_cli("predict", tmp_path / "nope.mp4", "--classes", "dog", "--model", tiny_model_dir,
+                     "--out", tmp_path / "out")
+    assert_one_line_error(result, 2, "nope.mp4")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("content", [b"", b"this is not a video at all\n" * 20])
+def test_unreadable_or_empty_video(tiny_model_dir, tmp_path, content):
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(content)
+    result = run_cli("predict", bad, "--classes", "dog", "--model", tiny_model_dir, "--out", tmp_path / "out")
+    assert_one_line_error(result, 2, "bad.mp4")
+    assert not (tmp_path / "out").exists()
+
+
+def test_corrupt_video(tiny_model_dir, video_factory, tmp_path):
+    good = video_factory("good.mp4", num_frames=30)
+    corrupt = tmp_path / "corrupt.mp4"
+    corrupt.write_bytes(good.read_bytes()[: 400])
+    result = run_cli("predict", corrupt, "--classes", "dog", "--model", tiny_model_dir, "--out", tmp_path / "out")
+    assert_one_line_error(result, 2, "corrupt.mp4")
+
+
+def test_unwritable_out(tiny_model_dir, video_factory, tmp_path):
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("x")
+    result = run_cli("predict", video_factory(), "--classes", "dog", "--model", tiny_model_dir,
+                     "--out", blocker / "out")
+    assert_one_line_error(result, 2, "out")
+
+
+def test_missing_model(video_factory, tmp_path):
+    result = run_cli("predict", video_factory(), "--classes", "dog", "--model", tmp_path / "no-model",
+                     "--out", tmp_path / "out")
+    assert_one_line_error(result, 2, "no-model")
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_bad_option_value(tiny_model_dir, video_factory, tmp_path):
+    result = run_cli("predict", video_factory(), "--classes", "dog", "--model", tiny_model_dir,
+                     "--out", tmp_path / "out", "--inversion", "backwards")
+    assert_one_line_error(result, 2, "inversion.method")
+
+
+def test_unknown_set_key_suggests_the_closest(tiny_model_dir, video_factory, tmp_path):
+    result = run_cli("predict", video_factory(), "--classes", "dog", "--model", tiny_model_dir,
+                     "--out", tmp_path / "out", "--set", "maps.top_k_head=2")
+    assert_one_line_error(result, 2, "maps.top_k_heads")

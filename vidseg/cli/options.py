@@ -1,0 +1,79 @@
+"""Options shared by ``predict`` and ``label``, and how they override the loaded config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from vidseg.config import VidsegConfig, load_config
+
+ModelOpt = typer.Option(None, "--model", help="Hub id or local diffusers folder. Default: the preset's, THUDM/CogVideoX-2b.")
+PresetOpt = typer.Option("cogvideox-2b", "--preset", help="Model preset from configs/: cogvideox-2b, cogvideox-5b.")
+ConfigOpt = typer.Option(None, "--config", help="YAML file overriding the preset (sections video:, maps:, crf:, ...).")
+SetOpt = typer.Option(None, "--set", help="Override one setting, e.g. --set maps.top_k_heads=3 (repeatable).")
+DeviceOpt = typer.Option(None, "--device", help="Where to run the model. Default: cuda when present, else cpu.")
+DtypeOpt = typer.Option(None, "--dtype", help="float32, bfloat16 or float16. Default: bfloat16 on GPU, float32 on CPU.")
+OffloadOpt = typer.Option(None, "--offload/--no-offload", help="Keep weights on the CPU, moving blocks to the GPU as they run (24 GB GPUs). Default: off.")
+SampleFpsOpt = typer.Option(None, "--sample-fps", help="Frames per second fed to the model; 0 = every frame. Default: 8, CogVideoX's rate.")
+InversionOpt = typer.Option(None, "--inversion", help="ddim (DDIM inversion) or renoise (official IMAP: one seeded noising). Default: ddim.")
+PromptOpt = typer.Option(None, "--prompt", help="Caption of the video. Default: built from the class names.")
+MapOpt = typer.Option(None, "--map", help="imap (motion-selected heads) or gramcol (all heads). Default: imap.")
+UpsamplerOpt = typer.Option(None, "--upsampler", help="guided, bilinear or anyup. Default: guided; anyup when --anyup-checkpoint is given.")
+AnyUpOpt = typer.Option(None, "--anyup-checkpoint", help="Path to anyup_paper.pth or anyup_multi_backbone.pth.")
+CrfOpt = typer.Option(None, "--crf/--no-crf", help="Dense CRF refinement per frame. Default: on.")
+WorkersOpt = typer.Option(None, "--workers", help="Processes for refinement; 0 = one per CPU core. Default: 0.")
+QuietOpt = typer.Option(False, "--quiet", "-q", help="No progress display.")
+DebugOpt = typer.Option(False, "--debug", help="Show tracebacks for errors.")
+
+
+def build_config(
+    *,
+    preset: str,
+    model: Optional[str],
+    config_path: Optional[Path],
+    overrides: Optional[list[str]],
+    device: Optional[str] = None,
+    dtype: Optional[str] = None,
+    offload: Optional[bool] = None,
+    sample_fps: Optional[float] = None,
+    inversion: Optional[str] = None,
+    prompt: Optional[str] = None,
+    map_type: Optional[str] = None,
+    upsampler: Optional[str] = None,
+    anyup_checkpoint: Optional[Path] = None,
+    crf: Optional[bool] = None,
+    workers: Optional[int] = None,
+    export_format: Optional[str] = None,
+    overlay: Optional[bool] = None,
+) -> VidsegConfig:
+    """Preset → model folder's vidseg.yaml → --config → --set → dedicated options; validated once."""
+    model_dir_config = None
+    if model is not None and (Path(model) / "vidseg.yaml").is_file():
+        model_dir_config = Path(model) / "vidseg.yaml"
+    cfg = load_config(preset, model_dir_config=model_dir_config, user_config=config_path, overrides=overrides)
+    options = {
+        ("model", "model"): model,
+        ("model", "device"): device,
+        ("model", "dtype"): dtype,
+        ("model", "offload"): offload,
+        ("video", "sample_fps"): sample_fps,
+        ("inversion", "method"): inversion,
+        ("inversion", "prompt"): prompt,
+        ("maps", "map"): map_type,
+        ("upsample", "method"): upsampler,
+        ("upsample", "anyup_checkpoint"): str(anyup_checkpoint) if anyup_checkpoint else None,
+        ("export", "workers"): workers,
+        ("export", "format"): export_format,
+        ("export", "overlay"): overlay,
+    }
+    for (section, key), value in options.items():
+        if value is not None:
+            setattr(getattr(cfg, section), key, value)
+    if anyup_checkpoint and upsampler is None:
+        cfg.upsample.method = "anyup"
+    if crf is not None:
+        cfg.crf.enabled = crf
+    cfg.validate()
+    return cfg

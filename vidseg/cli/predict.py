@@ -1,0 +1,75 @@
+"""``vidseg predict``: label maps for every frame of one or more videos."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from vidseg.cli import options as opt
+from vidseg.cli._app import app, handle_errors, split_class_names
+from vidseg.cli.progress import RichProgress, console
+
+
+@app.command()
+@handle_errors
+def predict(
+    videos: list[Path] = typer.Argument(..., help="Video files (any container) or folders of frames.", show_default=False),
+    classes: Optional[list[str]] = typer.Option(
+        None, "--classes", "-c", show_default=False,
+        help="Class names to segment, e.g. --classes person dog (or person,dog). Label i = i-th class, 0 = background.",
+    ),
+    out: Path = typer.Option(Path("out"), "--out", "-o", help="Output folder; each video writes OUT/<video stem>/."),
+    model: Optional[str] = opt.ModelOpt,
+    preset: str = opt.PresetOpt,
+    config: Optional[Path] = opt.ConfigOpt,
+    overrides: Optional[list[str]] = opt.SetOpt,
+    device: Optional[str] = opt.DeviceOpt,
+    dtype: Optional[str] = opt.DtypeOpt,
+    offload: Optional[bool] = opt.OffloadOpt,
+    sample_fps: Optional[float] = opt.SampleFpsOpt,
+    inversion: Optional[str] = opt.InversionOpt,
+    prompt: Optional[str] = opt.PromptOpt,
+    map_type: Optional[str] = opt.MapOpt,
+    upsampler: Optional[str] = opt.UpsamplerOpt,
+    anyup_checkpoint: Optional[Path] = opt.AnyUpOpt,
+    crf: Optional[bool] = opt.CrfOpt,
+    export_format: Optional[str] = typer.Option(
+        None, "--format", help="palette (palette PNGs), vspw (single-channel PNGs), coco (RLE JSON) or npz (soft saliency only). Default: palette."
+    ),
+    overlay: Optional[bool] = typer.Option(None, "--overlay/--no-overlay", help="Write overlay.mp4. Default: on."),
+    workers: Optional[int] = opt.WorkersOpt,
+    quiet: bool = opt.QuietOpt,
+    debug: bool = opt.DebugOpt,
+) -> None:
+    """Segment VIDEOS by class name: OUT/<stem>/masks/00000.png ... (one per input frame, input resolution),
+    labels.json, saliency.npz and overlay.mp4."""
+    from vidseg.errors import ConfigError
+    from vidseg.pipeline import VideoSegmenter, check_classes, check_writable
+    from vidseg.video.read import open_video
+
+    # Everything that can be checked without the model is checked first, so bad input fails in a second.
+    names = check_classes(split_class_names(classes))
+    for video in videos:
+        open_video(video)
+    stems = [v.stem for v in videos]
+    if len(set(stems)) != len(stems):
+        raise ConfigError("two videos share a file name; their outputs would collide in OUT/<stem>/")
+    check_writable(out)
+    cfg = opt.build_config(
+        preset=preset, model=model, config_path=config, overrides=overrides, device=device, dtype=dtype,
+        offload=offload, sample_fps=sample_fps, inversion=inversion, prompt=prompt, map_type=map_type,
+        upsampler=upsampler, anyup_checkpoint=anyup_checkpoint, crf=crf, workers=workers,
+        export_format=export_format, overlay=overlay,
+    )
+    with RichProgress(enabled=not quiet) as progress:
+        progress.start(f"load {cfg.model.model}")
+        segmenter = VideoSegmenter.from_pretrained(config=cfg)
+        progress.finish()
+        for video in videos:
+            started = time.perf_counter()
+            folder = segmenter.predict(video, names, out, progress=progress)
+            progress.finish()
+            console.print(f"[green]wrote[/] {folder}  ({time.perf_counter() - started:.1f} s)", highlight=False)

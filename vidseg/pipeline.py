@@ -1,0 +1,401 @@
+"""The vidseg pipeline: read video → load model → invert → extract maps → probabilities → upsample → refine → export.
+
+``VideoSegmenter`` is a small stateful API over the heavy model (in the spirit of SAM 2's video predictor): build it
+once, then ``compute_saliency`` runs the model on a video (the expensive part) and ``export_labels`` turns saliency
+into label maps and files without touching the model, so post-processing can be re-run from ``saliency.npz``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Protocol, Sequence
+
+import numpy as np
+import torch
+
+from vidseg import __version__
+from vidseg.config import VidsegConfig
+from vidseg.errors import ConfigError, OutputError
+
+logger = logging.getLogger(__name__)
+
+# Frames refined and written per batch: bounds memory for long, high-resolution videos.
+EXPORT_CHUNK = 16
+
+
+class Progress(Protocol):
+    """What the pipeline reports to (the CLI draws it with rich; ``None`` reports nothing)."""
+
+    def start(self, stage: str, total: int | None = None) -> None: ...
+
+    def advance(self, n: int = 1) -> None: ...
+
+    def finish(self) -> None: ...
+
+
+class _NoProgress:
+    def start(self, stage: str, total: int | None = None) -> None:
+        pass
+
+    def advance(self, n: int = 1) -> None:
+        pass
+
+    def finish(self) -> None:
+        pass
+
+
+@dataclass
+class SaliencyResult:
+    """What the model pass produces for one video; everything after it is cheap and model-free.
+
+    ``window_maps[i]`` is window i's map ``[C, F_lat, h, w]`` (float32, z-scored units); ``sampled`` is the blended
+    saliency per sampled frame ``[C, S, h, w]``.
+    """
+
+    source: Path
+    classes: list[str]
+    prompt: str
+    info: Any  # vidseg.video.read.VideoInfo
+    plan: Any  # vidseg.video.sample.SamplingPlan
+    window_maps: list[torch.Tensor]
+    sampled: torch.Tensor
+    valid_box: tuple[int, int, int, int]
+    timestep: int
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def check_classes(classes: Sequence[str]) -> list[str]:
+    """Strip class names and reject empty lists, blank names and duplicates with one clear line."""
+    names = [c.strip() for c in classes]
+    if not names:
+        raise ConfigError("no classes given; pass the names to segment, e.g. --classes person dog")
+    if any(not n for n in names):
+        raise ConfigError("a class name is blank; pass non-empty names, e.g. --classes person dog")
+    seen: set[str] = set()
+    for n in names:
+        if n.lower() in seen:
+            raise ConfigError(f"class {n!r} is given twice; list each class once")
+        seen.add(n.lower())
+    return names
+
+
+class VideoSegmenter:
+    """Segments videos by class name with a CogVideoX model.
+
+    Example::
+
+        seg = VideoSegmenter.from_pretrained("THUDM/CogVideoX-2b")
+        result = seg.compute_saliency("video.mp4", ["person", "dog"])
+        seg.export_labels(result, "out/video")
+    """
+
+    def __init__(self, model: Any, config: VidsegConfig):
+        self.model = model
+        self.config = config
+        self._text_cache: dict[tuple[str, tuple[str, ...]], tuple[torch.Tensor, torch.Tensor]] = {}
+
+    @classmethod
+    def from_pretrained(cls, model: str | None = None, *, config: VidsegConfig | None = None) -> "VideoSegmenter":
+        """Load weights (hub id or local diffusers folder; default from ``config.model.model``).
+
+        A local folder's ``vidseg.yaml`` is not applied here: use ``vidseg.config.load_config`` with
+        ``model_dir_config`` (the CLI does) or pass a matching ``config``.
+        """
+        from vidseg.models.load import load_model
+
+        config = config or VidsegConfig()
+        if model is not None:
+            config.model.model = model
+        config.validate()
+        m = config.model
+        loaded = load_model(m.model, device=m.device, dtype=m.dtype, offload=m.offload, vae_tiling=m.vae_tiling)
+        return cls(loaded, config)
+
+    # -- text ---------------------------------------------------------------------------------------------------
+
+    def prompt_for(self, classes: Sequence[str]) -> str:
+        from vidseg.models.load import default_prompt
+
+        return self.config.inversion.prompt or default_prompt(list(classes))
+
+    def encode_texts(self, requests: Sequence[tuple[str, Sequence[str]]]) -> None:
+        """Encode every (prompt, classes) pair not cached yet, then free T5 before the transformer runs.
+
+        Dataset labeling calls this once for all videos so the T5 encoder is loaded once.
+        """
+        missing = [(p, tuple(c)) for p, c in requests if (p, tuple(c)) not in self._text_cache]
+        for key in dict.fromkeys(missing):
+            self._text_cache[key] = self.model.encode_text(key[0], list(key[1]))
+        if missing:
+            self.model.release_text_encoder()
+
+    def _text(self, prompt: str, classes: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        self.encode_texts([(prompt, classes)])
+        return self._text_cache[(prompt, tuple(classes))]
+
+    # -- model pass ---------------------------------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def compute_saliency(
+        self, video: str | Path, classes: Sequence[str], *, progress: Progress | None = None
+    ) -> SaliencyResult:
+        """Run the model on every window of ``video`` and return the class saliency per sampled frame."""
+        from vidseg.imap import extract_maps
+        from vidseg.inversion import encode_frames, invert_video, renoise_video
+        from vidseg.video.read import open_video
+        from vidseg.video.sample import blend_windows, crop_to_valid, fit_frames, plan_sampling
+
+        progress = progress or _NoProgress()
+        cfg, model = self.config, self.model
+        classes = check_classes(classes)
+        seconds: dict[str, float] = {}
+
+        reader = open_video(video, reader=cfg.video.reader)
+        info = reader.info
+        plan = plan_sampling(
+            info.num_frames, info.fps, sample_fps=cfg.video.sample_fps,
+            window_frames=cfg.video.num_frames, window_overlap=cfg.video.window_overlap,
+        )
+        prompt = self.prompt_for(classes)
+        with _timed(seconds, "text"):
+            progress.start("encode text")
+            prompt_embeds, concept_embeds = self._text(prompt, classes)
+            progress.finish()
+
+        device, dtype = model.device, model.dtype
+        inv = cfg.inversion
+        window_maps: list[torch.Tensor] = []
+        valid_box = (0, 0, cfg.video.height, cfg.video.width)
+        timestep = 0
+        for w, window in enumerate(plan.windows):
+            tag = f"window {w + 1}/{len(plan.windows)}" if len(plan.windows) > 1 else "video"
+            with _timed(seconds, "decode"):
+                progress.start(f"decode {tag}")
+                frames = reader.read(plan.sampled_frames[window])
+                pixels, valid_box = fit_frames(frames, cfg.video.height, cfg.video.width, resize=cfg.video.resize)
+                progress.finish()
+            with _timed(seconds, "vae"):
+                progress.start(f"VAE encode {tag}")
+                latents = encode_frames(model.vae, pixels.to(device, dtype))
+                progress.finish()
+            with _timed(seconds, "inversion"):
+                if inv.method == "ddim":
+                    progress.start(f"DDIM inversion {tag}", total=inv.num_steps - inv.readout_index)
+                    noisy, timestep = invert_video(
+                        model.transformer, model.scheduler, latents, prompt_embeds.to(device, dtype),
+                        num_steps=inv.num_steps, readout_index=inv.readout_index,
+                        on_step=lambda i, n: progress.advance(),
+                    )
+                else:
+                    progress.start(f"renoise {tag}")
+                    noisy, timestep = renoise_video(
+                        model.scheduler, latents, num_steps=inv.num_steps, readout_index=inv.readout_index,
+                        seed=inv.seed,
+                    )
+                progress.finish()
+            with _timed(seconds, "maps"):
+                progress.start(f"read maps {tag}")
+                maps = extract_maps(
+                    model.transformer, noisy, timestep, prompt_embeds.to(device, dtype),
+                    concept_embeds.to(device, dtype), layers=cfg.maps.layers, top_k=cfg.maps.top_k_heads,
+                    concept_slots=cfg.maps.concept_slots,
+                )[cfg.maps.map]
+                window_maps.append(crop_to_valid(maps, valid_box, cfg.video.height, cfg.video.width))
+                progress.finish()
+        sampled = blend_windows(plan, window_maps)
+        return SaliencyResult(
+            source=Path(video), classes=classes, prompt=prompt, info=info, plan=plan, window_maps=window_maps,
+            sampled=sampled, valid_box=valid_box, timestep=timestep, seconds=seconds,
+        )
+
+    # -- post-processing ----------------------------------------------------------------------------------------
+
+    def export_labels(
+        self,
+        result: SaliencyResult,
+        out_dir: str | Path,
+        *,
+        progress: Progress | None = None,
+        frame_names: Sequence[str] | None = None,
+        label_to_id: np.ndarray | None = None,
+    ) -> Path:
+        """Write labels for every frame (or only ``frame_names``) of ``result``'s video into ``out_dir``.
+
+        See ``export_labels`` at module level; this passes the segmenter's config.
+        """
+        return export_labels(
+            result, out_dir, self.config, progress=progress, frame_names=frame_names, label_to_id=label_to_id,
+            model_name=str(self.model.source),
+        )
+
+    def predict(
+        self, video: str | Path, classes: Sequence[str], out_dir: str | Path, *, progress: Progress | None = None
+    ) -> Path:
+        """Saliency + labels for one video, written to ``out_dir/<video stem>/``. Returns that folder."""
+        result = self.compute_saliency(video, classes, progress=progress)
+        return self.export_labels(result, Path(out_dir) / Path(video).stem, progress=progress)
+
+
+def frame_saliency(result: SaliencyResult, frame_indices: np.ndarray) -> torch.Tensor:
+    """Saliency of original frames ``frame_indices`` [T], interpolated from the nearest sampled frames → [T, C, h, w]."""
+    from vidseg.video.sample import frame_interpolation
+
+    left, right, alpha = frame_interpolation(result.plan, result.info.num_frames)
+    left, right = torch.as_tensor(left[frame_indices]), torch.as_tensor(right[frame_indices])
+    a = torch.as_tensor(alpha[frame_indices], dtype=torch.float32)[:, None, None, None]
+    s = result.sampled.float()  # [C, S, h, w]
+    return (1 - a) * s[:, left].permute(1, 0, 2, 3) + a * s[:, right].permute(1, 0, 2, 3)
+
+
+def export_labels(
+    result: SaliencyResult,
+    out_dir: str | Path,
+    config: VidsegConfig,
+    *,
+    progress: Progress | None = None,
+    frame_names: Sequence[str] | None = None,
+    label_to_id: np.ndarray | None = None,
+    model_name: str = "",
+) -> Path:
+    """Saliency → probabilities → upsampled, CRF-refined labels → files, streamed in chunks of frames.
+
+    ``out_dir`` is written atomically (temporary sibling folder renamed on success). Layout for ``predict``:
+    ``masks/`` (or the format's file), ``labels.json``, ``saliency.npz``, ``overlay.mp4``. With ``label_to_id``
+    (VSPW ids of the classes) the masks are written as VSPW label PNGs directly in ``out_dir`` and background is
+    disabled, so every pixel gets a class.
+    """
+    from vidseg.export import make_writers, write_saliency_npz
+    from vidseg.probs import saliency_to_probs
+    from vidseg.refine import to_labels
+    from vidseg.video.read import open_video
+
+    progress = progress or _NoProgress()
+    out_dir = Path(out_dir)
+    fmt = config.export.format
+    for_eval = label_to_id is not None
+    info = result.info
+    names = list(info.frame_names)
+    if frame_names is None:
+        indices = np.arange(info.num_frames)
+    else:
+        lookup = {n: i for i, n in enumerate(names)}
+        missing = [n for n in frame_names if n not in lookup]
+        if missing:
+            raise ConfigError(f"frames {missing[:3]} are not in {result.source}; check the dataset layout")
+        indices = np.array([lookup[n] for n in frame_names], dtype=np.int64)
+
+    reader = open_video(result.source, reader=config.video.reader)
+    background = None if for_eval else config.probs.background
+    with atomic_dir(out_dir) as tmp:
+        writers = make_writers(
+            fmt, tmp, result.classes, overlay=config.export.overlay and not for_eval, fps=info.fps,
+            label_to_id=label_to_id, flat=for_eval,
+        )
+        progress.start("refine + export", total=len(indices))
+        for start in range(0, len(indices), EXPORT_CHUNK):
+            chunk = indices[start:start + EXPORT_CHUNK]
+            frames = reader.read(chunk)
+            probs = saliency_to_probs(
+                frame_saliency(result, chunk), temperature=config.probs.temperature, background=background,
+            )
+            labels = to_labels(
+                frames, probs, upsampler=config.upsample.method, crf=config.crf, workers=config.export.workers,
+                anyup_checkpoint=config.upsample.anyup_checkpoint,
+            )
+            for j, idx in enumerate(chunk):
+                for writer in writers:
+                    writer.add(int(idx), names[idx], labels[j], frames[j])
+            progress.advance(len(chunk))
+        for writer in writers:
+            writer.close()
+        if not for_eval:
+            _write_saliency(tmp / "saliency.npz", result, write_saliency_npz)
+            _write_labels_json(tmp / "labels.json", result, config, model_name)
+        progress.finish()
+    return out_dir
+
+
+def _write_saliency(path: Path, result: SaliencyResult, write_saliency_npz: Any) -> None:
+    maps = torch.cat(result.window_maps, dim=1).to(torch.float16).numpy()  # [C, windows * F_lat, h, w]
+    metadata = {
+        "classes": result.classes,
+        "prompt": result.prompt,
+        "timestep": result.timestep,
+        "latent_frames_per_window": int(result.window_maps[0].shape[1]),
+        "window_sampled_frames": [w.tolist() for w in result.plan.windows],
+        "sampled_frames": result.plan.sampled_frames.tolist(),
+        "num_frames": result.info.num_frames,
+        "fps": result.info.fps,
+        "video_size": [result.info.height, result.info.width],
+    }
+    write_saliency_npz(path, maps, metadata)
+
+
+def _write_labels_json(path: Path, result: SaliencyResult, config: VidsegConfig, model_name: str) -> None:
+    doc = {
+        "labels": {"0": "background", **{str(i + 1): c for i, c in enumerate(result.classes)}},
+        "video": str(result.source),
+        "num_frames": result.info.num_frames,
+        "fps": result.info.fps,
+        "size": [result.info.height, result.info.width],
+        "model": model_name,
+        "prompt": result.prompt,
+        "readout_timestep": result.timestep,
+        "seconds": {k: round(v, 3) for k, v in result.seconds.items()},
+        "vidseg_version": __version__,
+        "settings": config.to_dict(),
+    }
+    path.write_text(json.dumps(doc, indent=2))
+
+
+@contextmanager
+def atomic_dir(target: Path) -> Iterator[Path]:
+    """Yield a temporary folder beside ``target`` that replaces ``target`` only if the block succeeds."""
+    target = Path(target)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    except OSError as exc:
+        raise OutputError(f"cannot write to {target.parent}: {exc.strerror}; choose a writable --out") from None
+    try:
+        yield tmp
+        if target.exists():
+            old = target.with_name(f".{target.name}.old-{os.getpid()}")
+            target.rename(old)
+            tmp.rename(target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def check_writable(out: Path) -> None:
+    """Fail before any model work if ``out`` cannot hold results (creates nothing)."""
+    out = Path(out).absolute()
+    existing = next(p for p in (out, *out.parents) if p.exists())
+    if not existing.is_dir():
+        raise OutputError(f"--out {out}: {existing} is a file; give a folder")
+    try:
+        with tempfile.NamedTemporaryFile(dir=existing):
+            pass
+    except OSError as exc:
+        raise OutputError(f"cannot write to {out}: {exc.strerror}; choose a writable --out") from None
+
+
+@contextmanager
+def _timed(seconds: dict[str, float], key: str) -> Iterator[None]:
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        seconds[key] = seconds.get(key, 0.0) + time.perf_counter() - start
