@@ -1,3 +1,25 @@
-"""vidseg: segment real videos by class name with no training, from CogVideoX's own attention (IMAP / GramCol)."""
+"""vidseg: segment real videos by class name with no training, from CogVideoX's own attention (IMAP / GramCol).
+
+Public API: ``VideoSegmenter`` (model pass + export), ``load_config`` / ``VidsegConfig`` (settings), and the
+stage modules ``vidseg.imap``, ``vidseg.refine``, ``vidseg.video``, ``vidseg.evaluation``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
 
 __version__ = "0.1.0"
+__all__ = ["VideoSegmenter", "SaliencyResult", "VidsegConfig", "load_config", "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy, so `import vidseg` (and `vidseg --help`) stays fast and does not pull in torch or diffusers.
+    if name in ("VideoSegmenter", "SaliencyResult"):
+        from vidseg import pipeline
+
+        return getattr(pipeline, name)
+    if name in ("VidsegConfig", "load_config"):
+        from vidseg import config
+
+        return getattr(config, name)
+    raise AttributeError(f"module 'vidseg' has no attribute {name!r}")
