@@ -34,6 +34,7 @@ class VideoConfig:
     window_overlap: int = 8  # sampled frames shared by consecutive windows (blended)
     resize: str = "stretch"  # stretch | pad: how a frame of another aspect ratio is fitted to height x width
     reader: str = "auto"  # auto (decord, then PyAV for what decord cannot read) | decord | pyav
+    frame_folder_fps: float = 15.0  # frame rate of a folder of frames (VSPW frames are 15 fps)
 
 
 @dataclass
@@ -136,6 +137,8 @@ class VidsegConfig:
             raise ConfigError(f"video.window_overlap is {v.window_overlap}; it must be in [0, {v.num_frames})")
         _check_choice("video.resize", v.resize, ("stretch", "pad"))
         _check_choice("video.reader", v.reader, ("auto", "decord", "pyav"))
+        if v.frame_folder_fps <= 0:
+            raise ConfigError(f"video.frame_folder_fps is {v.frame_folder_fps}; give the frames' rate, e.g. 15")
         _check_choice("inversion.method", inv.method, ("ddim", "renoise"))
         if not 0 <= inv.readout_index < inv.num_steps:
             raise ConfigError(

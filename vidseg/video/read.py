@@ -1,0 +1,410 @@
+"""Open a video file or a folder of frames and read RGB frames by index or as a stream.
+
+Backends:
+
+* **decord** (default in ``auto``): fast random access, but it cannot read AV1 and has no wheels for Linux aarch64 or
+  macOS. In ``auto`` mode its frame count is checked against PyAV's packet count, and PyAV takes over when decord
+  fails to open the file or counts differently (a truncated file, a header count that does not match the data).
+* **PyAV**: reads every codec the bundled FFmpeg can decode (H.264, HEVC, VP9, AV1, MPEG-4, ...).
+* **frame folders**: ``*.jpg``, ``*.jpeg``, ``*.png`` sorted by name (digit runs compared as numbers, so
+  ``frame2`` comes before ``frame10``); the frame rate is given by the caller.
+
+Frame indices are exact: the frame count is the number of video packets in the file (one packet per displayed
+frame, counted without decoding), and frame ``i`` is the packet with the ``i``-th smallest presentation time. A
+packet that fails to decode (corrupt data, a cut-off final packet) repeats the nearest earlier decoded frame, with
+a warning, so that ``read`` and ``iter_frames`` always agree on the count and on every frame.
+
+Not handled: rotation metadata (phone videos stored sideways are returned as stored), variable frame rate (frames
+are indexed in order; ``fps`` is the container's average rate), and streams other than the first video stream.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from vidseg.errors import ConfigError, MissingDependencyError, VideoReadError
+
+logger = logging.getLogger(__name__)
+
+FRAME_SUFFIXES = (".jpg", ".jpeg", ".png")
+READERS = ("auto", "decord", "pyav")
+
+
+@dataclass
+class VideoInfo:
+    """What is known about a video before decoding it.
+
+    ``frame_names`` holds one name per frame, used for output files: 5-digit indices (``00000``, ``00001``, ...)
+    for video files, the image stems for frame folders.
+    """
+
+    path: Path
+    num_frames: int
+    fps: float
+    width: int
+    height: int
+    backend: str  # decord | pyav | frames
+    frame_names: list[str] = field(repr=False)
+
+
+class VideoReader(ABC):
+    """Read RGB frames of one video. Use as a context manager, or call ``close()``."""
+
+    info: VideoInfo
+
+    @abstractmethod
+    def read(self, indices: Sequence[int]) -> np.ndarray:
+        """Frames at ``indices`` (any order, repeats allowed) as uint8 RGB ``[T, H, W, 3]``."""
+
+    @abstractmethod
+    def iter_frames(self, batch_size: int = 16) -> Iterator[tuple[int, np.ndarray]]:
+        """Every frame in order, as ``(start_index, frames [B, H, W, 3] uint8 RGB)`` batches of at most
+        ``batch_size``; only one batch is held in memory at a time."""
+
+    def close(self) -> None:
+        """Release the decoder (the default reader holds nothing)."""
+
+    def __len__(self) -> int:
+        return self.info.num_frames
+
+    def __enter__(self) -> VideoReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _check_indices(self, indices: Sequence[int]) -> np.ndarray:
+        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+        n = self.info.num_frames
+        if idx.size and (idx.min() < 0 or idx.max() >= n):
+            raise IndexError(f"frame indices must be in [0, {n}) for {self.info.path.name}, got {idx.min()}..{idx.max()}")
+        return idx
+
+
+def open_video(path: str | Path, reader: str = "auto", *, frame_folder_fps: float = 15.0) -> VideoReader:
+    """Open a video file (any container FFmpeg reads) or a folder of ``.jpg/.jpeg/.png`` frames.
+
+    Args:
+        path: video file or folder of frames.
+        reader: ``auto`` (decord, then PyAV for what decord cannot read), ``decord`` or ``pyav``. Ignored for
+            frame folders.
+        frame_folder_fps: frame rate assigned to a folder of frames (VSPW frames are 15 fps).
+
+    Raises:
+        VideoReadError: missing path, folder without frames, unreadable / corrupt file, no video stream, zero frames.
+        MissingDependencyError: the requested backend (or, for ``auto``, both backends) cannot be imported.
+    """
+    path = Path(path)
+    if reader not in READERS:
+        raise ConfigError(f"video reader {reader!r} is unknown; choose one of: {', '.join(READERS)}")
+    if not path.exists():
+        raise VideoReadError(f"{path} does not exist; pass a video file or a folder of .jpg/.png frames")
+    if path.is_dir():
+        return FrameFolderReader(path, fps=frame_folder_fps)
+    if path.stat().st_size == 0:
+        raise VideoReadError(f"{path} is an empty file (0 bytes); pass a real video file")
+
+    decord = _import_optional("decord") if reader in ("auto", "decord") else None
+    av = _import_optional("av") if reader in ("auto", "pyav") else None
+    if reader == "decord" and decord is None:
+        raise MissingDependencyError("decord is not installed (no wheel for this platform?): `pip install decord`, "
+                                     "or use the PyAV reader (--reader pyav)")
+    if reader == "pyav" and av is None:
+        raise MissingDependencyError("PyAV is not installed: `pip install av`")
+    if decord is None and av is None:
+        raise MissingDependencyError("no video decoder is installed: `pip install av` (and optionally decord)")
+
+    if reader == "pyav" or decord is None:
+        return PyAVReader(path)
+    if reader == "decord":
+        return DecordReader(path)
+    # auto: decord when it opens the file and agrees with PyAV's exact packet count, else PyAV.
+    try:
+        decord_reader = DecordReader(path)
+    except VideoReadError as exc:
+        if av is None:
+            raise
+        logger.debug("decord cannot read %s (%s); using PyAV", path, exc)
+        return PyAVReader(path)
+    if av is None:
+        return decord_reader
+    try:
+        pyav_reader = PyAVReader(path)
+    except VideoReadError:
+        return decord_reader
+    if len(decord_reader) == len(pyav_reader):
+        pyav_reader.close()
+        return decord_reader
+    logger.info("decord counts %d frames in %s but the file holds %d; reading it with PyAV",
+                len(decord_reader), path.name, len(pyav_reader))
+    decord_reader.close()
+    return pyav_reader
+
+
+def _import_optional(name: str) -> ModuleType | None:
+    try:
+        return __import__(name)
+    except ImportError:
+        return None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    # decord prefixes its messages with a timestamp and a source location, and sometimes a failed check.
+    text = re.sub(r"^\[[\d:]+\] \S+: ", "", text)
+    text = text.split("ERROR")[-1].strip() if "ERROR" in text else text
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _video_names(num_frames: int) -> list[str]:
+    return [f"{i:05d}" for i in range(num_frames)]
+
+
+class DecordReader(VideoReader):
+    """decord backend: random access through decord's own index."""
+
+    def __init__(self, path: Path):
+        import decord
+
+        try:
+            self._vr = decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=0)
+            num_frames = len(self._vr)
+            fps = float(self._vr.get_avg_fps())
+            height, width = self._vr[0].shape[:2] if num_frames else (0, 0)
+        except (decord.DECORDError, RuntimeError) as exc:  # open failures are plain RuntimeErrors
+            raise VideoReadError(f"decord cannot read {path}: {_first_line(exc)}; "
+                                 "check the file, or use the PyAV reader (--reader pyav)") from None
+        if num_frames == 0:
+            raise VideoReadError(f"{path} has no video frames")
+        self.info = VideoInfo(path, num_frames, fps, int(width), int(height), "decord", _video_names(num_frames))
+
+    def read(self, indices: Sequence[int]) -> np.ndarray:
+        idx = self._check_indices(indices)
+        if not idx.size:
+            return np.zeros((0, self.info.height, self.info.width, 3), np.uint8)
+        return self._get_batch(idx.tolist())
+
+    def iter_frames(self, batch_size: int = 16) -> Iterator[tuple[int, np.ndarray]]:
+        for start in range(0, self.info.num_frames, batch_size):
+            yield start, self._get_batch(list(range(start, min(start + batch_size, self.info.num_frames))))
+
+    def _get_batch(self, indices: list[int]) -> np.ndarray:
+        import decord
+
+        try:
+            return self._vr.get_batch(indices).asnumpy()
+        except (decord.DECORDError, RuntimeError) as exc:
+            raise VideoReadError(f"decord failed to decode {self.info.path}: {_first_line(exc)}; "
+                                 "the file may be corrupt, try --reader pyav") from None
+
+    def close(self) -> None:
+        self._vr = None
+
+
+class PyAVReader(VideoReader):
+    """PyAV backend. Opening demuxes the whole file once (no decoding) to count frames and locate keyframes;
+    ``read`` then seeks to the keyframe before each run of requested frames and decodes forward."""
+
+    def __init__(self, path: Path):
+        import av
+
+        self._av = av
+        self._container = self._open(path)
+        stream = self._container.streams.video[0]
+        pts: list[Any] = []
+        keyframe_pts: list[Any] = []
+        try:
+            for packet in self._container.demux(stream):
+                if packet.size:  # the final flush packet is empty
+                    pts.append(packet.pts)
+                    if packet.is_keyframe:
+                        keyframe_pts.append(packet.pts)
+        except av.FFmpegError as exc:  # damaged data after some packets: keep what was read
+            logger.warning("%s: demuxing stopped after %d packets (%s)", path.name, len(pts), _first_line(exc))
+        if not pts:
+            raise VideoReadError(f"{path} has no video frames (an empty or cut-off video stream)")
+        num_frames = len(pts)
+        # Frame i = packet with the i-th smallest pts. Without usable timestamps, fall back to decode order.
+        self._pts_index: dict[int, int] | None = None
+        self._keyframes = [0]
+        if None not in pts and len(set(pts)) == num_frames:
+            ordered = sorted(pts)
+            self._pts_index = {p: i for i, p in enumerate(ordered)}
+            self._pts = ordered
+            self._keyframes = sorted({self._pts_index[p] for p in keyframe_pts} | {0})
+        rate = stream.average_rate or stream.guessed_rate
+        fps = float(rate) if rate else 0.0
+        if fps <= 0 and self._container.duration:
+            fps = num_frames / (self._container.duration / 1e6)
+        ctx = stream.codec_context
+        self.info = VideoInfo(path, num_frames, fps, int(ctx.width), int(ctx.height), "pyav", _video_names(num_frames))
+        self._warned_gap = False
+        next(self._decode_from(0))  # fail now, not mid-pipeline, when not even the first frame decodes
+
+    def _open(self, path: Path) -> Any:
+        av = self._av
+        try:
+            container = av.open(str(path))
+        except (av.FFmpegError, OSError) as exc:
+            raise VideoReadError(f"{path} is not a readable video ({_first_line(exc)}); "
+                                 "check the file or re-encode it with ffmpeg") from None
+        if not container.streams.video:
+            container.close()
+            raise VideoReadError(f"{path} has no video stream")
+        container.streams.video[0].thread_type = "AUTO"
+        return container
+
+    def read(self, indices: Sequence[int]) -> np.ndarray:
+        idx = self._check_indices(indices)
+        frames: dict[int, np.ndarray] = {}
+        targets = sorted(set(idx.tolist()))
+        # Split the sorted targets into runs that start a new seek whenever a keyframe lies between two targets:
+        # seeking there is cheaper than decoding the frames in between.
+        runs: list[list[int]] = []
+        for target in targets:
+            key = self._keyframe_before(target)
+            if runs and key <= runs[-1][-1]:
+                runs[-1].append(target)
+            else:
+                runs.append([target])
+        for run in runs:
+            wanted = set(run)
+            for frame_idx, frame in self._decode_from(self._keyframe_before(run[0])):
+                if frame_idx in wanted:
+                    frames[frame_idx] = self._to_rgb(frame)
+                if frame_idx >= run[-1]:
+                    break
+        if not idx.size:
+            return np.zeros((0, self.info.height, self.info.width, 3), np.uint8)
+        return np.stack([frames[i] for i in idx.tolist()])
+
+    def iter_frames(self, batch_size: int = 16) -> Iterator[tuple[int, np.ndarray]]:
+        batch: list[np.ndarray] = []
+        start = 0
+        for frame_idx, frame in self._decode_from(0):
+            batch.append(self._to_rgb(frame))
+            if len(batch) == batch_size:
+                yield start, np.stack(batch)
+                start, batch = frame_idx + 1, []
+        if batch:
+            yield start, np.stack(batch)
+
+    def _keyframe_before(self, frame_idx: int) -> int:
+        return self._keyframes[bisect.bisect_right(self._keyframes, frame_idx) - 1]
+
+    def _decode_from(self, start_idx: int) -> Iterator[tuple[int, Any]]:
+        """Yield ``(frame_idx, av.VideoFrame)`` for every index from ``start_idx`` (a keyframe) to the end.
+
+        Frames the decoder does not deliver (undecodable packets) are filled with the nearest earlier frame, or the
+        next one at the very start, so every index appears exactly once and in order.
+        """
+        av = self._av
+        container = self._container
+        stream = container.streams.video[0]
+        if self._pts_index is not None and start_idx > 0:
+            container.seek(self._pts[start_idx], stream=stream, backward=True, any_frame=False)
+        else:
+            container.close()
+            self._container = container = self._open(self.info.path)
+            stream = container.streams.video[0]
+        num_frames = self.info.num_frames
+        next_idx, previous, decode_order = start_idx, None, 0
+        for packet in container.demux(stream):
+            try:
+                decoded = packet.decode()
+            except av.FFmpegError as exc:
+                logger.debug("%s: skipping an undecodable packet (%s)", self.info.path.name, _first_line(exc))
+                continue
+            for frame in decoded:
+                if self._pts_index is not None:
+                    frame_idx = self._pts_index.get(frame.pts)
+                    if frame_idx is None:
+                        continue
+                else:
+                    frame_idx, decode_order = decode_order, decode_order + 1
+                if frame_idx < next_idx or frame_idx >= num_frames:
+                    continue  # leading frames of an open GOP after a seek, or extra frames
+                while next_idx < frame_idx:  # gap: frames that did not decode
+                    self._warn_gap()
+                    yield next_idx, previous if previous is not None else frame
+                    next_idx += 1
+                yield frame_idx, frame
+                previous, next_idx = frame, frame_idx + 1
+        if previous is None and next_idx < num_frames:
+            raise VideoReadError(f"{self.info.path} could not be decoded from frame {next_idx}; "
+                                 "the file is corrupt, re-encode it with ffmpeg")
+        while next_idx < num_frames:
+            self._warn_gap()
+            yield next_idx, previous
+            next_idx += 1
+
+    def _warn_gap(self) -> None:
+        if not self._warned_gap:
+            logger.warning("%s: some frames could not be decoded (damaged file?); each is replaced by the frame "
+                           "before it", self.info.path.name)
+            self._warned_gap = True
+
+    def _to_rgb(self, frame: Any) -> np.ndarray:
+        # Resize too, in case the stream changes resolution midway.
+        return frame.to_ndarray(format="rgb24", width=self.info.width, height=self.info.height)
+
+    def close(self) -> None:
+        if self._container is not None:
+            self._container.close()
+            self._container = None
+
+
+def _natural_key(name: str) -> list[Any]:
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+
+
+class FrameFolderReader(VideoReader):
+    """A folder of image files, one per frame, sorted by name (natural order)."""
+
+    def __init__(self, path: Path, fps: float = 15.0):
+        files = [p for p in path.iterdir() if p.is_file() and p.suffix.lower() in FRAME_SUFFIXES]
+        if not files:
+            raise VideoReadError(f"{path} contains no .jpg/.jpeg/.png frames; pass a video file or a frame folder")
+        if fps <= 0:
+            raise ConfigError(f"frame folder fps is {fps}; give a positive rate, e.g. 15")
+        self._files = sorted(files, key=lambda p: _natural_key(p.name))
+        height, width = self._load(self._files[0]).shape[:2]
+        self.info = VideoInfo(path, len(self._files), float(fps), width, height, "frames",
+                              [p.stem for p in self._files])
+
+    def _load(self, file: Path, size: tuple[int, int] | None = None) -> np.ndarray:
+        """One frame as uint8 RGB [H, W, 3]; ``size`` (height, width) is checked when given."""
+        from PIL import Image, UnidentifiedImageError
+
+        try:
+            with Image.open(file) as image:
+                array = np.asarray(image.convert("RGB"))
+        except (OSError, UnidentifiedImageError) as exc:
+            raise VideoReadError(f"frame {file} cannot be read ({_first_line(exc)}); replace or remove it") from None
+        if size is not None and array.shape[:2] != size:
+            raise VideoReadError(f"frame {file.name} is {array.shape[1]}x{array.shape[0]} but the first frame is "
+                                 f"{self.info.width}x{self.info.height}; all frames of a folder must share one size")
+        return array
+
+    def read(self, indices: Sequence[int]) -> np.ndarray:
+        idx = self._check_indices(indices)
+        if not idx.size:
+            return np.zeros((0, self.info.height, self.info.width, 3), np.uint8)
+        size = (self.info.height, self.info.width)
+        return np.stack([self._load(self._files[i], size) for i in idx.tolist()])
+
+    def iter_frames(self, batch_size: int = 16) -> Iterator[tuple[int, np.ndarray]]:
+        for start in range(0, self.info.num_frames, batch_size):
+            stop = min(start + batch_size, self.info.num_frames)
+            size = (self.info.height, self.info.width)
+            yield start, np.stack([self._load(f, size) for f in self._files[start:stop]])
