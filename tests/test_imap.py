@@ -1,0 +1,308 @@
+"""IMAP / GramCol read-out: the three statistics, the instrumented processor and extract_maps against a naive
+re-implementation of method.md §5-§9 written here with explicit loops."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from diffusers import CogVideoXTransformer3DModel
+from diffusers.models.embeddings import apply_rotary_emb
+from sklearn.metrics import calinski_harabasz_score
+
+from vidseg.errors import ConfigError
+from vidseg.imap import (
+    concept_stream_attention,
+    extract_maps,
+    frame_separation,
+    gramcol,
+    latent_token_grid,
+    surrogate_tokens,
+    zscore_over_slots,
+)
+from vidseg.models.forward import predict_velocity, rotary_embedding
+
+TEXT_LEN = 16  # max_text_seq_length of the tiny models = number of concept slots
+TEXT_DIM = 32
+
+
+def make_transformer(rope: bool, num_layers: int = 3) -> CogVideoXTransformer3DModel:
+    """Tiny random CogVideoX (reference.md §6.5): 2 heads x 16 (RoPE splits 16 into 4/6/6), 8 x 12 latents."""
+    torch.manual_seed(0)
+    model = CogVideoXTransformer3DModel(
+        num_attention_heads=2,
+        attention_head_dim=16,
+        in_channels=4,
+        out_channels=4,
+        time_embed_dim=16,
+        text_embed_dim=TEXT_DIM,
+        num_layers=num_layers,
+        sample_width=12,
+        sample_height=8,
+        sample_frames=9,  # 3 latent frames
+        max_text_seq_length=TEXT_LEN,
+        use_rotary_positional_embeddings=rope,
+    )
+    return model.eval()
+
+
+@pytest.fixture(scope="module", params=[False, True], ids=["sincos", "rope"])
+def transformer(request: pytest.FixtureRequest) -> CogVideoXTransformer3DModel:
+    return make_transformer(rope=request.param)
+
+
+def make_inputs(num_concepts: int = 3, seed: int = 1) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Latents [1, 3, 4, 8, 12] (3 x 4 x 6 tokens), prompt embeddings [1, 16, 32], concept embeddings [C, 32]."""
+    gen = torch.Generator().manual_seed(seed)
+    latents = torch.randn(1, 3, 4, 8, 12, generator=gen)
+    prompt_embeds = torch.randn(1, TEXT_LEN, TEXT_DIM, generator=gen)
+    concept_embeds = torch.randn(num_concepts, TEXT_DIM, generator=gen)
+    return latents, prompt_embeds, concept_embeds
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The three statistics against loops
+
+
+def test_frame_separation_equals_sklearn() -> None:
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(3, 4, 10, 5, generator=gen, dtype=torch.float64)
+    x[1] += torch.arange(4, dtype=torch.float64)[:, None, None]  # one head that separates frames
+    x[2] += 50.0  # a large common offset: the within-frame scatter must not cancel
+    labels = np.repeat(np.arange(4), 10)
+    expected = [calinski_harabasz_score(x[h].reshape(-1, 5).numpy(), labels) for h in range(3)]
+    torch.testing.assert_close(frame_separation(x), torch.tensor(expected, dtype=torch.float64), rtol=1e-10, atol=0)
+    got32 = frame_separation(x.float())
+    assert got32.dtype == torch.float32
+    torch.testing.assert_close(got32, torch.tensor(expected, dtype=torch.float32), rtol=1e-4, atol=0)
+    # bf16 features are scored in float32
+    assert frame_separation(x.to(torch.bfloat16)).dtype == torch.float32
+    # sklearn's convention when every frame collapses to one point
+    assert frame_separation(torch.ones(1, 2, 3, 4)).item() == 1.0
+
+
+def test_surrogate_tokens_equals_loop() -> None:
+    gen = torch.Generator().manual_seed(0)
+    q = torch.randn(2, 3, 7, 4, generator=gen)
+    k = torch.randn(2, 5, 4, generator=gen)
+    idx = surrogate_tokens(q, k)
+    assert idx.shape == (2, 5, 3) and idx.dtype == torch.long
+    for h in range(2):
+        for c in range(5):
+            for f in range(3):
+                scores = [float(q[h, f, p] @ k[h, c]) for p in range(7)]
+                assert idx[h, c, f].item() == int(np.argmax(scores))
+
+
+def test_gramcol_equals_loop() -> None:
+    gen = torch.Generator().manual_seed(0)
+    o = torch.randn(2, 3, 7, 4, generator=gen)
+    idx = torch.randint(0, 7, (2, 5, 3), generator=gen)
+    got = gramcol(o, idx)
+    assert got.shape == (2, 5, 3, 7)
+    for h in range(2):
+        for c in range(5):
+            for f in range(3):
+                for p in range(7):
+                    expected = o[h, f, idx[h, c, f]].double() @ o[h, f, p].double()
+                    torch.testing.assert_close(got[h, c, f, p], expected, rtol=1e-12, atol=1e-12)
+
+
+def test_weighted_zscore_equals_repeated_slots() -> None:
+    gen = torch.Generator().manual_seed(0)
+    maps = torch.randn(4, 3, 5, generator=gen)
+    repeated = torch.cat([maps[:3], maps[3:].expand(6, 3, 5)])  # last slot stands for 6 identical slots
+    plain = (repeated - repeated.mean(0)) / (repeated.std(0) + 1e-6)
+    weighted = zscore_over_slots(maps, torch.tensor([1.0, 1.0, 1.0, 6.0]))
+    torch.testing.assert_close(weighted, plain[:4].double(), rtol=1e-5, atol=1e-5)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Naive reference: the blocks run by hand, all text slots literal, per-head loops, explicit softmax and z-score
+
+
+def _split(x: torch.Tensor, heads: int) -> torch.Tensor:
+    """[1, tokens, heads * d] -> [heads, tokens, d]."""
+    return x[0].view(x.shape[1], heads, -1).transpose(0, 1)
+
+
+def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Per-head softmax attention, one head at a time: [heads, queries, d] x [heads, keys, d] -> [heads, queries, d]."""
+    scale = 1.0 / math.sqrt(q.shape[-1])
+    return torch.stack([torch.softmax(q[h] @ k[h].T * scale, dim=-1) @ v[h] for h in range(q.shape[0])])
+
+
+def naive_maps(model, latents, timestep, prompt_embeds, concept_embeds, layers, top_k):
+    """method.md §5-§9 literally. Also returns the video hidden states after the last map layer."""
+    cfg = model.config
+    heads, head_dim = cfg.num_attention_heads, cfg.attention_head_dim
+    num_concepts = concept_embeds.shape[0]
+    num_frames, grid_h, grid_w = latents.shape[1], latents.shape[3] // 2, latents.shape[4] // 2
+    num_patches = grid_h * grid_w
+    temb = model.time_embedding(model.time_proj(torch.tensor([timestep])).to(latents.dtype))
+    joint = model.patch_embed(prompt_embeds, latents)
+    text, video = joint[:, :TEXT_LEN], joint[:, TEXT_LEN:]
+    slots = torch.zeros(1, TEXT_LEN, TEXT_DIM)
+    slots[0, :num_concepts] = concept_embeds
+    concepts = model.patch_embed.text_proj(slots)  # [1, T, dim]: padding slots are the bias
+    rope = rotary_embedding(model, latents)
+    labels = np.repeat(np.arange(num_frames), num_patches)
+    imap = torch.zeros(num_concepts, num_frames, num_patches)
+    gram = torch.zeros(num_concepts, num_frames, num_patches)
+    for i, block in enumerate(model.transformer_blocks[: max(layers) + 1]):
+        attn = block.attn1
+        shift, scale, gate, t_shift, t_scale, t_gate = block.norm1.linear(torch.nn.functional.silu(temb)).chunk(6, 1)
+        ln = block.norm1.norm
+        video_n = ln(video) * (1 + scale[:, None]) + shift[:, None]
+        text_n = ln(text) * (1 + t_scale[:, None]) + t_shift[:, None]
+        concepts_n = ln(concepts) * (1 + t_scale[:, None]) + t_shift[:, None]
+
+        seq = torch.cat([text_n, video_n], dim=1)
+        q = attn.norm_q(_split(attn.to_q(seq), heads))
+        k = attn.norm_k(_split(attn.to_k(seq), heads))
+        v = _split(attn.to_v(seq), heads)
+        if rope is not None:
+            q[:, TEXT_LEN:] = apply_rotary_emb(q[None, :, TEXT_LEN:], rope)[0]
+            k[:, TEXT_LEN:] = apply_rotary_emb(k[None, :, TEXT_LEN:], rope)[0]
+        cq = attn.norm_q(_split(attn.to_q(concepts_n), heads))
+        ck = attn.norm_k(_split(attn.to_k(concepts_n), heads))
+        cv = _split(attn.to_v(concepts_n), heads)
+        out = _attend(q, k, v)  # joint attention over [text ; video]
+        concept_out = _attend(cq, torch.cat([ck, k[:, TEXT_LEN:]], 1), torch.cat([cv, v[:, TEXT_LEN:]], 1))
+
+        if i in layers:
+            o_video = out[:, TEXT_LEN:].reshape(heads, num_frames, num_patches, head_dim)
+            q_video = q[:, TEXT_LEN:].reshape(heads, num_frames, num_patches, head_dim)
+            chi = [calinski_harabasz_score(o_video[h].reshape(-1, head_dim).numpy(), labels) for h in range(heads)]
+            selected = list(np.argsort(chi)[::-1][:top_k])
+            for h in range(heads):
+                g = torch.zeros(TEXT_LEN, num_frames, num_patches, dtype=torch.float64)
+                for c in range(TEXT_LEN):
+                    for f in range(num_frames):
+                        p_star = int(torch.argmax(q_video[h, f] @ ck[h, c]))
+                        g[c, f] = o_video[h, f].double() @ o_video[h, f, p_star].double()
+                z = (g - g.mean(0)) / (g.std(0) + 1e-6)
+                gram += z[:num_concepts]
+                if h in selected:
+                    imap += z[:num_concepts] / top_k
+
+        merged = attn.to_out[0](out.transpose(0, 1).reshape(1, -1, heads * head_dim))
+        text = text + t_gate[:, None] * merged[:, :TEXT_LEN]
+        video = video + gate[:, None] * merged[:, TEXT_LEN:]
+        concepts = concepts + t_gate[:, None] * attn.to_out[0](concept_out.transpose(0, 1).reshape(1, -1, heads * head_dim))
+        shift, scale, gate, t_shift, t_scale, t_gate = block.norm2.linear(torch.nn.functional.silu(temb)).chunk(6, 1)
+        ln = block.norm2.norm
+        video = video + gate[:, None] * block.ff(ln(video) * (1 + scale[:, None]) + shift[:, None])
+        text = text + t_gate[:, None] * block.ff(ln(text) * (1 + t_scale[:, None]) + t_shift[:, None])
+        concepts = concepts + t_gate[:, None] * block.ff(ln(concepts) * (1 + t_scale[:, None]) + t_shift[:, None])
+    shape = (num_concepts, num_frames, grid_h, grid_w)
+    return imap.view(shape) / len(layers), gram.view(shape) / len(layers), video
+
+
+def _assert_maps_close(got: torch.Tensor, expected: torch.Tensor) -> None:
+    # Z-scores divide by the spread across slots, so compare relative to the map's range.
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-5 * float(expected.abs().max()))
+
+
+@pytest.mark.parametrize("layers", [[0, 2], [1]], ids=["layers0-2", "layer1"])
+@torch.no_grad()
+def test_extract_maps_equals_naive_reference(transformer, layers: list[int]) -> None:
+    latents, prompt_embeds, concept_embeds = make_inputs()
+    imap, gram, video = naive_maps(transformer, latents, 400, prompt_embeds, concept_embeds, layers, top_k=1)
+
+    # The hand-run blocks reproduce the model's own video stream (checks the reference itself).
+    captured = {}
+
+    def keep_video(module, args, output) -> None:
+        captured["video"] = output[0]
+
+    hook = transformer.transformer_blocks[max(layers)].register_forward_hook(keep_video)
+    predict_velocity(transformer, latents, 400, prompt_embeds)
+    hook.remove()
+    torch.testing.assert_close(captured["video"], video, rtol=1e-5, atol=1e-5)
+
+    for slots in ("compact", "full"):
+        maps = extract_maps(transformer, latents, 400, prompt_embeds, concept_embeds, layers=layers, top_k=1,
+                            concept_slots=slots)
+        assert maps["imap"].shape == maps["gramcol"].shape == (3, 3, 4, 6)
+        assert maps["imap"].dtype == torch.float32 and maps["imap"].device.type == "cpu"
+        _assert_maps_close(maps["imap"], imap)
+        _assert_maps_close(maps["gramcol"], gram)
+
+
+@pytest.mark.parametrize("num_concepts", [1, 5, TEXT_LEN - 1, TEXT_LEN])
+def test_compact_equals_full(transformer, num_concepts: int) -> None:
+    latents, prompt_embeds, concept_embeds = make_inputs(num_concepts)
+    kwargs = dict(layers=[0, 1, 2], top_k=2)
+    compact = extract_maps(transformer, latents, 400, prompt_embeds, concept_embeds, **kwargs)
+    full = extract_maps(transformer, latents, 400, prompt_embeds, concept_embeds, concept_slots="full", **kwargs)
+    for name in ("imap", "gramcol"):
+        assert compact[name].shape == (num_concepts, 3, 4, 6)
+        torch.testing.assert_close(compact[name], full[name], rtol=1e-5, atol=1e-5)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The processor swap
+
+
+@torch.no_grad()
+def test_instrumented_forward_is_bit_identical_and_restored(transformer) -> None:
+    latents, prompt_embeds, concept_embeds = make_inputs()
+    original = transformer.attn_processors
+    stock = predict_velocity(transformer, latents, 400, prompt_embeds)
+    grid = latent_token_grid(transformer, latents)
+    with concept_stream_attention(transformer, concept_embeds, grid, layers=[1], top_k=1) as readout:
+        swapped = transformer.attn_processors
+        assert type(swapped["transformer_blocks.1.attn1.processor"]).__name__ == "ConceptStreamAttnProcessor"
+        assert swapped["transformer_blocks.2.attn1.processor"] is original["transformer_blocks.2.attn1.processor"]
+        instrumented = predict_velocity(transformer, latents, 400, prompt_embeds)
+    assert (instrumented - stock).abs().max().item() == 0.0
+    assert readout.num_reads == 1
+    assert transformer.attn_processors == original
+    assert not transformer.transformer_blocks[0]._forward_pre_hooks
+
+    with pytest.raises(KeyboardInterrupt):
+        with concept_stream_attention(transformer, concept_embeds, grid, layers=[0, 2], top_k=1):
+            raise KeyboardInterrupt
+    assert transformer.attn_processors == original
+    assert not transformer.transformer_blocks[0]._forward_pre_hooks
+
+
+def test_bfloat16_runs() -> None:
+    model = make_transformer(rope=True).to(torch.bfloat16)
+    latents, prompt_embeds, concept_embeds = make_inputs()
+    maps = extract_maps(model, latents.bfloat16(), 400, prompt_embeds.bfloat16(), concept_embeds.bfloat16(),
+                        layers=[0, 2], top_k=1)
+    for name in ("imap", "gramcol"):
+        assert maps[name].dtype == torch.float32 and maps[name].shape == (3, 3, 4, 6)
+        assert torch.isfinite(maps[name]).all() and maps[name].abs().max() > 0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "num_concepts", "message"),
+    [
+        (dict(layers=[3], top_k=1), 3, "do not exist"),
+        (dict(layers=[-1], top_k=1), 3, "do not exist"),
+        (dict(layers=[]), 3, "empty"),
+        (dict(layers=[0], top_k=3), 3, "top_k_heads"),
+        (dict(layers=[0], top_k=1, concept_slots="half"), 3, "concept_slots"),
+        (dict(layers=[0], top_k=1), TEXT_LEN + 1, "class names"),
+    ],
+)
+def test_bad_options_raise_config_error(kwargs: dict, num_concepts: int, message: str) -> None:
+    model = make_transformer(rope=False)
+    latents, prompt_embeds, concept_embeds = make_inputs(num_concepts)
+    original = model.attn_processors
+    with pytest.raises(ConfigError, match=message) as info:
+        extract_maps(model, latents, 400, prompt_embeds, concept_embeds, **kwargs)
+    assert "\n" not in str(info.value)
+    assert model.attn_processors == original
+
+
+def test_single_latent_frame_raises_config_error() -> None:
+    model = make_transformer(rope=True)
+    latents, prompt_embeds, concept_embeds = make_inputs()
+    with pytest.raises(ConfigError, match="2 latent frames"):
+        extract_maps(model, latents[:, :1], 400, prompt_embeds, concept_embeds, layers=[0], top_k=1)

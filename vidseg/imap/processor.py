@@ -1,0 +1,309 @@
+"""Instrumented CogVideoX attention: the stock joint attention, bit for bit, plus a read-only concept stream and the
+IMAP / GramCol read-out (method.md §5-§9).
+
+The model is never edited. ``concept_stream_attention`` swaps ``ConceptStreamAttnProcessor`` into blocks
+0..max(layers) (the concept keys of a layer depend on every block before it) and a forward pre-hook on block 0
+captures the timestep embedding that the concept tokens' adaLN needs; both are undone on exit.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from diffusers.models.embeddings import apply_rotary_emb
+
+from vidseg.errors import ConfigError
+from vidseg.imap.gramcol import gramcol, surrogate_tokens, zscore_over_slots
+from vidseg.imap.heads import frame_separation
+
+CONCEPT_SLOTS = ("compact", "full")
+
+
+class MapReadout:
+    """Running sums of the real concepts' z-scored GramCol maps over heads, layers and forwards.
+
+    Only two ``[concepts, latent_frames, patches]`` sums are kept, whatever the number of layers or heads.
+
+    Args:
+        num_concepts: C, the real concepts (the first C slots).
+        grid: ``(latent_frames, grid_h, grid_w)`` of the video tokens.
+        top_k: motion heads per layer averaged into the IMAP.
+        slot_weights: ``[slots]`` how many text slots each concept slot stands for (see ``zscore_over_slots``).
+    """
+
+    def __init__(self, num_concepts: int, grid: tuple[int, int, int], top_k: int, slot_weights: torch.Tensor):
+        self.num_concepts = num_concepts
+        self.grid = grid
+        self.top_k = top_k
+        self.slot_weights = slot_weights
+        self.imap_sum: torch.Tensor | None = None
+        self.gramcol_sum: torch.Tensor | None = None
+        self.num_reads = 0
+
+    def add_layer(self, out_video: torch.Tensor, query_video: torch.Tensor, concept_keys: torch.Tensor) -> None:
+        """Add one layer's maps (method.md §6-§9).
+
+        Args:
+            out_video: per-head attention outputs of the video tokens, before the output projection
+                ``[heads, video_tokens, head_dim]``.
+            query_video: video queries after the q-LayerNorm and RoPE ``[heads, video_tokens, head_dim]``.
+            concept_keys: concept-slot keys after the k-LayerNorm ``[heads, slots, head_dim]``.
+        """
+        num_frames, grid_h, grid_w = self.grid
+        num_heads = out_video.shape[0]
+        out_video = out_video.unflatten(1, (num_frames, grid_h * grid_w))  # [heads, frames, patches, head_dim]
+        query_video = query_video.unflatten(1, (num_frames, grid_h * grid_w))
+        if self.imap_sum is None:
+            shape = (self.num_concepts, num_frames, grid_h * grid_w)
+            self.imap_sum = torch.zeros(shape, dtype=torch.float64, device=out_video.device)
+            self.gramcol_sum = torch.zeros_like(self.imap_sum)
+        # One head at a time keeps every temporary at [slots, frames, patches] (no [heads, ...] copies).
+        separation = torch.cat([frame_separation(out_video[h : h + 1]) for h in range(num_heads)])
+        motion_heads = set(separation.topk(self.top_k).indices.tolist())
+        for h in range(num_heads):
+            idx = surrogate_tokens(query_video[h : h + 1], concept_keys[h : h + 1])  # [1, slots, frames]
+            z = zscore_over_slots(gramcol(out_video[h : h + 1], idx)[0], self.slot_weights)[: self.num_concepts]
+            self.gramcol_sum += z  # GramCol: sum over all heads
+            if h in motion_heads:
+                self.imap_sum.add_(z, alpha=1.0 / self.top_k)  # IMAP: mean over the top-k heads
+        self.num_reads += 1
+
+    def maps(self) -> dict[str, torch.Tensor]:
+        """``{"imap", "gramcol"}``: float32 CPU ``[concepts, latent_frames, grid_h, grid_w]``, mean over read layers."""
+        if self.imap_sum is None:
+            raise RuntimeError("no map layer was read: run the transformer inside concept_stream_attention()")
+        shape = (self.num_concepts, *self.grid)
+        return {
+            "imap": (self.imap_sum / self.num_reads).view(shape).float().cpu(),
+            "gramcol": (self.gramcol_sum / self.num_reads).view(shape).float().cpu(),
+        }
+
+
+class ConceptStream:
+    """Concept tokens passing the blocks beside the video: they read it, never write to it (method.md §5.2).
+
+    Args:
+        embeddings: the concept slots after the patch embedding's text projection ``[1, slots, dim]``.
+        null_weight: n0, how many identical padding slots the last slot stands for (compact mode); 1 when every
+            slot is literal.
+        map_layers: blocks whose maps are read.
+        readout: where the maps go.
+    """
+
+    def __init__(self, embeddings: torch.Tensor, null_weight: int, map_layers: Sequence[int], readout: MapReadout):
+        self.embeddings = embeddings
+        self.null_weight = null_weight
+        self.map_layers = frozenset(map_layers)
+        self.last_layer = max(map_layers)
+        self.readout = readout
+        self.hidden: torch.Tensor | None = None
+        self.temb: torch.Tensor | None = None
+
+    def start(self, block: torch.nn.Module, args: tuple, kwargs: dict[str, Any]) -> None:
+        """Forward pre-hook of block 0: a new forward starts, so reset the concept tokens and keep its ``temb``."""
+        temb = kwargs["temb"] if "temb" in kwargs else args[2]
+        self.temb = temb[-1:]
+        self.hidden = self.embeddings
+
+    def step(
+        self,
+        block: torch.nn.Module,
+        block_idx: int,
+        attn: torch.nn.Module,
+        query: torch.Tensor,
+        key: torch.Tensor,
+        value: torch.Tensor,
+        out: torch.Tensor,
+        text_len: int,
+    ) -> None:
+        """Read this block's maps if it is a map layer, then move the concept tokens through the block.
+
+        ``query``, ``key``, ``value`` and ``out`` are the joint attention's ``[batch, heads, text_len + video_tokens,
+        head_dim]`` tensors (q/k normed, video part with RoPE). The last batch element is read: the only one in a
+        batch of 1, the conditional one in diffusers' [uncond, cond] CFG batches.
+        """
+        shift, scale, gate = _text_modulation(block.norm1, self.temb)
+        normed = block.norm1.norm(self.hidden) * (1 + scale) + shift  # [1, slots, dim]
+        concept_keys = _split_heads(attn.to_k(normed), attn.heads)
+        if attn.norm_k is not None:
+            concept_keys = attn.norm_k(concept_keys)
+        if block_idx in self.map_layers:
+            self.readout.add_layer(out[-1, :, text_len:], query[-1, :, text_len:], concept_keys[0])
+        if block_idx == self.last_layer:
+            return  # no later block reads the concept tokens
+        concept_queries = _split_heads(attn.to_q(normed), attn.heads)
+        if attn.norm_q is not None:
+            concept_queries = attn.norm_q(concept_queries)
+        concept_values = _split_heads(attn.to_v(normed), attn.heads)
+        # Concept queries attend over [concept slots ; video tokens]; the video keys already carry RoPE.
+        keys = torch.cat([concept_keys, key[-1:, :, text_len:]], dim=2)
+        values = torch.cat([concept_values, value[-1:, :, text_len:]], dim=2)
+        attended = F.scaled_dot_product_attention(concept_queries, keys, values, attn_mask=self._key_bias(keys))
+        del keys, values
+        attended = attended.transpose(1, 2).flatten(2)  # [1, slots, heads * head_dim]
+        attended = attn.to_out[1](attn.to_out[0](attended))
+        hidden = self.hidden + gate * attended
+        shift, scale, gate = _text_modulation(block.norm2, self.temb)
+        self.hidden = hidden + gate * block.ff(block.norm2.norm(hidden) * (1 + scale) + shift)
+
+    def _key_bias(self, keys: torch.Tensor) -> torch.Tensor | None:
+        """Additive logits over the keys: log(n0) on the null slot, so it weighs as its n0 identical copies."""
+        if self.null_weight == 1:
+            return None
+        bias = keys.new_zeros(1, 1, 1, keys.shape[2])  # broadcast over batch, heads and queries
+        bias[..., self.embeddings.shape[1] - 1] = math.log(self.null_weight)
+        return bias
+
+
+class ConceptStreamAttnProcessor:
+    """``CogVideoXAttnProcessor2_0`` with the concept stream and map read-out hooked in after the SDPA call.
+
+    The joint attention runs the stock ops in the stock order (diffusers 0.42.1), so the video and text outputs
+    are bit-identical to the stock processor's.
+    """
+
+    def __init__(self, stream: ConceptStream, block: torch.nn.Module, block_idx: int):
+        self.stream = stream
+        self.block = block
+        self.block_idx = block_idx
+
+    def __call__(
+        self,
+        attn: torch.nn.Module,
+        hidden_states: torch.Tensor,
+        encoder_hidden_states: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        image_rotary_emb: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        text_seq_length = encoder_hidden_states.size(1)
+        hidden_states = torch.cat([encoder_hidden_states, hidden_states], dim=1)  # [B, text + video, dim]
+        batch_size, sequence_length, _ = hidden_states.shape
+        if attention_mask is not None:
+            attention_mask = attn.prepare_attention_mask(attention_mask, sequence_length, batch_size)
+            attention_mask = attention_mask.view(batch_size, attn.heads, -1, attention_mask.shape[-1])
+
+        query = attn.to_q(hidden_states)
+        key = attn.to_k(hidden_states)
+        value = attn.to_v(hidden_states)
+        inner_dim = key.shape[-1]
+        head_dim = inner_dim // attn.heads
+        query = query.view(batch_size, -1, attn.heads, head_dim).transpose(1, 2)  # [B, heads, tokens, head_dim]
+        key = key.view(batch_size, -1, attn.heads, head_dim).transpose(1, 2)
+        value = value.view(batch_size, -1, attn.heads, head_dim).transpose(1, 2)
+        if attn.norm_q is not None:
+            query = attn.norm_q(query)
+        if attn.norm_k is not None:
+            key = attn.norm_k(key)
+        if image_rotary_emb is not None:  # RoPE on the video part only (CogVideoX 1.5 / 5B)
+            query[:, :, text_seq_length:] = apply_rotary_emb(query[:, :, text_seq_length:], image_rotary_emb)
+            if not attn.is_cross_attention:
+                key[:, :, text_seq_length:] = apply_rotary_emb(key[:, :, text_seq_length:], image_rotary_emb)
+
+        hidden_states = F.scaled_dot_product_attention(
+            query, key, value, attn_mask=attention_mask, dropout_p=0.0, is_causal=False
+        )
+        self.stream.step(self.block, self.block_idx, attn, query, key, value, hidden_states, text_seq_length)
+        del query, key, value
+
+        hidden_states = hidden_states.transpose(1, 2).reshape(batch_size, -1, attn.heads * head_dim)
+        hidden_states = attn.to_out[0](hidden_states)
+        hidden_states = attn.to_out[1](hidden_states)
+        encoder_hidden_states, hidden_states = hidden_states.split(
+            [text_seq_length, hidden_states.size(1) - text_seq_length], dim=1
+        )
+        return hidden_states, encoder_hidden_states
+
+
+def check_readout_arguments(
+    transformer: Any, concept_embeds: torch.Tensor, layers: Sequence[int], top_k: int, concept_slots: str
+) -> list[int]:
+    """Validate the read-out options against the model; returns the sorted, de-duplicated map layers."""
+    cfg = transformer.config
+    num_blocks = len(transformer.transformer_blocks)
+    if len(layers) == 0:
+        raise ConfigError("maps.layers is empty; give at least one transformer block index")
+    missing = [i for i in layers if not 0 <= i < num_blocks]
+    if missing:
+        raise ConfigError(f"map layers {missing} do not exist: the model has blocks 0..{num_blocks - 1}; fix maps.layers")
+    if not 1 <= top_k <= cfg.num_attention_heads:
+        raise ConfigError(f"maps.top_k_heads is {top_k}; it must be between 1 and the model's {cfg.num_attention_heads} heads")
+    if concept_slots not in CONCEPT_SLOTS:
+        raise ConfigError(f"maps.concept_slots is {concept_slots!r}; choose one of {', '.join(CONCEPT_SLOTS)}")
+    if concept_embeds.ndim != 2 or concept_embeds.shape[1] != cfg.text_embed_dim:
+        raise ConfigError(f"concept embeddings have shape {tuple(concept_embeds.shape)}; expected [concepts, {cfg.text_embed_dim}]")
+    num_concepts, text_len = concept_embeds.shape[0], cfg.max_text_seq_length
+    if not 1 <= num_concepts <= text_len:
+        raise ConfigError(f"{num_concepts} class names given; the model reads 1 to {text_len} (its text slots)")
+    if any(getattr(block.attn1, "fused_projections", False) for block in transformer.transformer_blocks):
+        raise ConfigError("the transformer has fused QKV projections; call transformer.unfuse_qkv_projections() first")
+    return sorted(set(layers))
+
+
+@contextmanager
+def concept_stream_attention(
+    transformer: Any,
+    concept_embeds: torch.Tensor,
+    grid: tuple[int, int, int],
+    *,
+    layers: Sequence[int],
+    top_k: int = 5,
+    concept_slots: str = "compact",
+) -> Iterator[MapReadout]:
+    """Run the concept stream and read maps during every transformer forward inside the ``with`` block.
+
+    Args:
+        transformer: a diffusers ``CogVideoXTransformer3DModel``.
+        concept_embeds: each class name's first-token T5 embedding ``[concepts, text_embed_dim]``; the remaining
+            ``max_text_seq_length - concepts`` slots are zero padding.
+        grid: ``(latent_frames, grid_h, grid_w)`` of the video tokens of the forwards to come.
+        layers: blocks whose maps are averaged.
+        top_k: motion heads per layer (by frame separation) averaged into the IMAP.
+        concept_slots: ``"compact"`` runs the C concepts plus one padding slot standing for all n0 of them
+            (log n0 logit offset in the concept attention, weight n0 in the z-score; exact); ``"full"`` runs all
+            ``max_text_seq_length`` slots literally.
+
+    Yields:
+        the ``MapReadout``; call ``.maps()`` after the forward(s). Several forwards average together.
+    """
+    map_layers = check_readout_arguments(transformer, concept_embeds, layers, top_k, concept_slots)
+    text_proj = transformer.patch_embed.text_proj
+    num_concepts = concept_embeds.shape[0]
+    num_null = transformer.config.max_text_seq_length - num_concepts
+    num_slots = num_concepts + (min(num_null, 1) if concept_slots == "compact" else num_null)
+    null_weight = num_null if concept_slots == "compact" and num_null > 0 else 1
+    # Padding slots hold u = 0, so they all embed to the text projection's bias.
+    slot_inputs = torch.zeros(num_slots, concept_embeds.shape[1], dtype=text_proj.weight.dtype, device=text_proj.weight.device)
+    slot_inputs[:num_concepts] = concept_embeds.to(slot_inputs)
+    slot_weights = torch.ones(num_slots, dtype=torch.float32, device=slot_inputs.device)
+    slot_weights[-1] = null_weight
+    readout = MapReadout(num_concepts, grid, top_k, slot_weights)
+    stream = ConceptStream(text_proj(slot_inputs)[None], null_weight, map_layers, readout)
+
+    blocks = transformer.transformer_blocks
+    original = transformer.attn_processors
+    instrumented = dict(original)
+    for i in range(stream.last_layer + 1):
+        instrumented[f"transformer_blocks.{i}.attn1.processor"] = ConceptStreamAttnProcessor(stream, blocks[i], i)
+    hook = blocks[0].register_forward_pre_hook(stream.start, with_kwargs=True)
+    try:
+        transformer.set_attn_processor(instrumented)
+        yield readout
+    finally:
+        hook.remove()
+        transformer.set_attn_processor(dict(original))
+
+
+def _text_modulation(norm: torch.nn.Module, temb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Text-branch (encoder) shift, scale and gate of a ``CogVideoXLayerNormZero``, each ``[1, 1, dim]``."""
+    _, _, _, shift, scale, gate = norm.linear(norm.silu(temb)).chunk(6, dim=1)
+    return shift[:, None], scale[:, None], gate[:, None]
+
+
+def _split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
+    """``[B, tokens, heads * head_dim]`` -> ``[B, heads, tokens, head_dim]``."""
+    return x.unflatten(2, (heads, -1)).transpose(1, 2)
