@@ -108,6 +108,7 @@ class ExportConfig:
     format: str = "palette"  # palette | vspw | coco | npz
     overlay: bool = True  # overlay.mp4: frames with coloured masks and a legend
     workers: int = 0  # processes for refine + export; 0 = one per CPU core
+    id_space: str = "contiguous"  # VSPW values: contiguous (0..123, the README mapping) | raw (1..124, raw masks)
 
 
 @dataclass
@@ -158,6 +159,7 @@ class VidsegConfig:
             raise ConfigError("upsample.method is anyup but no checkpoint was given; pass --anyup-checkpoint PATH")
         _check_choice("crf.mode", self.crf.mode, ("2d", "3d"))
         _check_choice("export.format", self.export.format, ("palette", "vspw", "coco", "npz"))
+        _check_choice("export.id_space", self.export.id_space, ("contiguous", "raw"))
 
 
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
