@@ -1,0 +1,126 @@
+"""``overlay.mp4``: the frames with each class's mask tinted in its palette colour and a legend of class names.
+
+Encoded with PyAV: H.264 (libx264) when the bundled FFmpeg has it, MPEG-4 Part 2 otherwise; odd frame sizes are
+padded by one replicated row / column because 4:2:0 chroma needs even dimensions.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, Sequence
+
+import cv2
+import numpy as np
+
+from vidseg.errors import MissingDependencyError, OutputError
+from vidseg.export._files import check_labels, resize_labels
+from vidseg.export.palette import voc_palette
+
+
+def draw_legend(height: int, width: int, class_names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """A legend panel in the top-left corner: ``(rgb [H, W, 3] uint8, opacity [H, W] float32 in [0, 1])``.
+
+    Class k (label k) gets a swatch in palette colour k; rows that do not fit the height wrap into columns.
+    """
+    colors = voc_palette()
+    scale = float(np.clip(height / 900, 0.35, 1.0))
+    (_, text_h), baseline = cv2.getTextSize("Ag", cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+    row_h = text_h + baseline + 6
+    swatch = text_h + baseline
+    rows_per_col = max(1, (height - 8) // row_h)
+    rgb = np.zeros((height, width, 3), dtype=np.uint8)
+    opacity = np.zeros((height, width), dtype=np.float32)
+    x0 = 4
+    for start in range(0, len(class_names), rows_per_col):
+        names = class_names[start:start + rows_per_col]
+        col_w = max(cv2.getTextSize(n, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)[0][0] for n in names) + swatch + 14
+        panel_h = len(names) * row_h + 6
+        opacity[4:4 + panel_h, x0:x0 + col_w] = 0.6  # dark panel behind the text
+        for i, name in enumerate(names):
+            y = 7 + i * row_h
+            color = tuple(int(c) for c in colors[start + i + 1])
+            cv2.rectangle(rgb, (x0 + 4, y), (x0 + 4 + swatch, y + swatch), color, thickness=-1)
+            cv2.putText(rgb, name, (x0 + swatch + 10, y + text_h), cv2.FONT_HERSHEY_SIMPLEX, scale,
+                        (255, 255, 255), 1, cv2.LINE_AA)
+            opacity[y:y + swatch + 1, x0 + 4:x0 + 5 + swatch] = 1.0
+        text_area = rgb[4:4 + panel_h, x0:x0 + col_w].any(axis=2)
+        opacity[4:4 + panel_h, x0:x0 + col_w][text_area] = 1.0
+        x0 += col_w + 4
+        if x0 >= width // 2:  # keep most of the frame visible; further names are left out
+            break
+    return rgb, opacity
+
+
+def overlay_frame(frame: np.ndarray, labels: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+    """Tint ``frame`` ``[H, W, 3]`` uint8 with palette colour k where ``labels`` ``[H, W]`` is k > 0."""
+    colors = voc_palette()[labels].astype(np.float32)
+    tint = np.where((labels > 0)[..., None], alpha, 0.0).astype(np.float32)
+    return (frame * (1 - tint) + colors * tint).round().astype(np.uint8)
+
+
+class OverlayVideoWriter:
+    """Streams overlay frames into an mp4 at ``fps``; the encoder opens on the first frame (its size fixes the video's).
+
+    A ``frame`` of ``None`` draws the masks on black.
+    """
+
+    def __init__(self, path: str | Path, class_names: Sequence[str], fps: float, *, alpha: float = 0.5):
+        try:
+            import av
+        except ImportError:
+            raise MissingDependencyError("overlay.mp4 needs PyAV; pip install av, or pass --no-overlay") from None
+        self._av = av
+        self.path = Path(path)
+        self.class_names = list(class_names)
+        self.fps = Fraction(fps).limit_denominator(1001) if fps > 0 else Fraction(8)
+        self.alpha = alpha
+        self._container: Any = None
+        self._stream: Any = None
+        self._legend: tuple[np.ndarray, np.ndarray] | None = None
+        self._num_frames = 0
+
+    def _open(self, height: int, width: int) -> None:
+        av = self._av
+        codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._container = av.open(str(self.path), mode="w")
+        except OSError as exc:
+            raise OutputError(f"cannot write {self.path}: {exc}") from None
+        options = {"crf": "20", "preset": "veryfast"} if codec == "libx264" else {}
+        self._stream = self._container.add_stream(codec, rate=self.fps, options=options)
+        self._stream.width, self._stream.height = width + width % 2, height + height % 2
+        self._stream.pix_fmt = "yuv420p"
+        if codec == "mpeg4":
+            self._stream.bit_rate = 4_000_000
+        self._legend = draw_legend(height, width, self.class_names)
+
+    def add(self, frame_idx: int, name: str, labels: np.ndarray, frame: np.ndarray | None = None) -> None:
+        labels = check_labels(labels)
+        if frame is None:
+            frame = np.zeros((*labels.shape, 3), dtype=np.uint8)
+        height, width = frame.shape[:2]
+        if self._container is None:
+            self._open(height, width)
+        elif (width + width % 2, height + height % 2) != (self._stream.width, self._stream.height):
+            raise ValueError(f"frame {name} is {width}x{height}; overlay.mp4 was started at "
+                             f"{self._stream.width}x{self._stream.height}")
+        image = overlay_frame(frame, resize_labels(labels, (height, width)), self.alpha)
+        legend_rgb, legend_opacity = self._legend
+        image = (image * (1 - legend_opacity[..., None]) + legend_rgb * legend_opacity[..., None]).astype(np.uint8)
+        image = np.pad(image, ((0, height % 2), (0, width % 2), (0, 0)), mode="edge")
+        video_frame = self._av.VideoFrame.from_ndarray(image, format="rgb24")
+        video_frame.pts = self._num_frames
+        video_frame.time_base = 1 / self.fps
+        for packet in self._stream.encode(video_frame):
+            self._container.mux(packet)
+        self._num_frames += 1
+
+    def close(self) -> None:
+        if self._container is None:
+            return
+        for packet in self._stream.encode():
+            self._container.mux(packet)
+        self._container.close()
+        self._container = None

@@ -1,0 +1,85 @@
+"""VSPW label PNGs: what the official evaluation reads (``reference.md`` §3.6).
+
+One single-channel 'L' PNG per GT mask frame, ``dir/<mask stem>.png``, at the GT's size, holding VSPW class values
+(0..123 contiguous or 1..124 raw). Never 255: a 255 at a scored pixel silently aliases into another cell of the
+official confusion matrix or crashes it (§3.7), so pixels no class claims are resolved to a class first.
+
+Background resolution: a background pixel (label 0) takes the label of the nearest claimed pixel of the same frame
+(Euclidean distance). A frame with no claimed pixel at all takes the class this writer has written most pixels of so
+far, or the first class if it is the video's first frame.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from scipy import ndimage
+
+from vidseg.datasets.vspw import check_id_space, export_id_range
+from vidseg.export._files import check_labels, resize_labels
+
+
+def resolve_background(labels: np.ndarray, fallback: int) -> np.ndarray:
+    """Replace every 0 in ``labels`` ``[H, W]`` uint8 by the nearest non-zero label; all-zero maps get ``fallback``."""
+    background = labels == 0
+    if not background.any():
+        return labels
+    if background.all():
+        return np.full_like(labels, fallback)
+    # Indices of the nearest zero of the input, i.e. of the nearest claimed pixel: [2, H, W].
+    rows, cols = ndimage.distance_transform_edt(background, return_distances=False, return_indices=True)
+    return labels[rows, cols]
+
+
+class VspwMaskWriter:
+    """Streams ``dir/<name>.png`` VSPW label PNGs.
+
+    Args:
+        out_dir: folder the PNGs go to (named by the GT mask stems the pipeline passes as ``name``).
+        label_to_id: ``[C + 1]`` integers: entry k is the VSPW value of label k (the k-th class); entry 0 is the
+            background's value, or -1 to resolve background pixels to the nearest class (see the module docstring).
+            ``vidseg.datasets.vspw.label_to_vspw_ids`` builds it from class names.
+        id_space: ``contiguous`` (values 0..123) or ``raw`` (1..124); values outside are refused.
+        size: (height, width) of the GT; maps are resized with nearest neighbour. ``None`` keeps their size.
+    """
+
+    def __init__(
+        self,
+        out_dir: str | Path,
+        label_to_id: np.ndarray,
+        *,
+        id_space: str = "contiguous",
+        size: tuple[int, int] | None = None,
+    ):
+        lut = np.asarray(label_to_id, dtype=np.int64)
+        low, high = export_id_range(check_id_space(id_space))
+        if lut.ndim != 1 or len(lut) < 2:
+            raise ValueError(f"label_to_id must be [C + 1] values (background, then C classes), got {lut.shape}")
+        valid = (lut >= low) & (lut <= high)
+        valid[0] |= lut[0] == -1
+        if not valid.all():
+            bad = lut[~valid].tolist()
+            raise ValueError(f"label_to_id holds {bad}, outside the {id_space} VSPW ids {low}..{high}")
+        self.out_dir = Path(out_dir)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.size = size
+        self._resolve = bool(lut[0] == -1)
+        self._lut = np.maximum(lut, 0).astype(np.uint8)  # entry 0 is unused when background is resolved
+        self._label_pixels = np.zeros(len(lut), dtype=np.int64)  # pixels written per label, for the fallback
+
+    def add(self, frame_idx: int, name: str, labels: np.ndarray, frame: np.ndarray | None = None) -> None:
+        labels = check_labels(labels)
+        num_labels = len(self._lut)
+        if labels.size and int(labels.max()) >= num_labels:
+            raise ValueError(f"frame {name}: label {int(labels.max())} has no class (only {num_labels - 1} classes)")
+        if self._resolve:
+            fallback = int(np.argmax(self._label_pixels[1:])) + 1  # first class while nothing is written yet
+            labels = resolve_background(labels, fallback)
+        labels = resize_labels(labels, self.size)
+        self._label_pixels += np.bincount(labels.ravel(), minlength=num_labels)
+        Image.fromarray(self._lut[labels]).save(self.out_dir / f"{name}.png")
+
+    def close(self) -> None:
+        pass
