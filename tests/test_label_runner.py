@@ -171,3 +171,40 @@ def test_shards_cover_every_video_exactly_once(vspw_root: Path, tmp_path: Path) 
     for bad in ("4/4", "1", "a/b", "-1/2", "0/0"):
         with pytest.raises(ConfigError, match="must be i/n"):
             parse_shard(bad)
+
+
+def test_label_then_evaluate_round_trip(tmp_path: Path) -> None:
+    """Runner + VSPW writer + evaluator: labels made from the GT at half size, background where the GT is void,
+    score perfectly once the writer resizes them to the GT size and resolves background."""
+    from vidseg.datasets import gt_class_ids, label_to_vspw_ids, read_mask, vspw_classes
+    from vidseg.evaluation import evaluate_predictions
+    from vidseg.export import make_writers
+
+    root = tmp_path / "vspw"
+    rng = np.random.default_rng(0)
+    for name in NAMES[:3]:
+        blocks = rng.choice([0, 5, 61, 124, 255], size=(3, 4))
+        for t in range(10):
+            mask = np.kron(np.roll(blocks, t // 4, axis=1), np.ones((2, 2), int))  # 2x2-aligned, shifting
+            for sub, array in (("origin", np.zeros((6, 8, 3))), ("mask", mask)):
+                path = root / "data" / name / sub / f"{t:08d}.{'jpg' if sub == 'origin' else 'png'}"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(array.astype(np.uint8)).save(path)
+    (root / "val.txt").write_text("".join(f"{n}\n" for n in NAMES[:3]))
+
+    def segment(video: DatasetVideo, tmp: Path) -> None:
+        class_ids = gt_class_ids(video.mask_paths)  # the zero-shot protocol: classes present in the GT
+        names = [vspw_classes()[i].prompt for i in class_ids]
+        label_of_raw = np.zeros(256, np.uint8)  # raw 0 / 255 -> background (label 0)
+        label_of_raw[np.array(class_ids) + 1] = np.arange(1, len(class_ids) + 1)
+        writers = make_writers("vspw", tmp, names, label_to_id=label_to_vspw_ids(names), flat=True,
+                               size=video.gt_size)
+        for t, (stem, path) in enumerate(zip(video.output_stems, video.mask_paths)):
+            writers[0].add(t, stem, label_of_raw[read_mask(path)][::2, ::2])
+        writers[0].close()
+
+    summary = label_dataset(discover_videos(root, split="val.txt"), tmp_path / "pred", segment)
+    assert summary.ok and len(summary.with_status("done")) == 3
+    scores = evaluate_predictions(tmp_path / "pred", root)
+    assert all(scores[k] == 1.0 for k in ("mIoU", "FWIoU", "mAcc", "pAcc"))
+    assert all(255 not in read_mask(p) for p in (tmp_path / "pred").rglob("*.png"))
