@@ -9,8 +9,8 @@ import pytest
 from PIL import Image
 
 from vidseg.datasets import (
-    DatasetVideo, class_id, discover_videos, export_id, gt_as_evaluated, gt_class_ids, label_to_vspw_ids,
-    vspw_classes,
+    DatasetVideo, class_id, discover_videos, export_id, gt_as_evaluated, gt_class_ids, gt_class_prompts,
+    label_to_vspw_ids, vspw_classes,
 )
 from vidseg.datasets.vspw import export_id_range
 from vidseg.errors import ConfigError, DatasetError
@@ -77,7 +77,7 @@ def test_vspw_tree_with_split(tmp_path: Path) -> None:
     everything = discover_videos(tmp_path)
     assert [v.name for v in everything] == ["1_a", "2_b", "3_c"]
     assert everything[0].mask_dir is None and everything[0].output_stems == ("00000001",)
-    assert gt_class_ids(b.mask_paths) == [2]
+    assert gt_class_ids(b.mask_paths) == [2] and gt_class_prompts(b.mask_paths) == ["door"]
 
 
 def test_vspw_layout_errors(tmp_path: Path) -> None:

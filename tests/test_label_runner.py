@@ -167,6 +167,8 @@ def test_shards_cover_every_video_exactly_once(vspw_root: Path, tmp_path: Path) 
         summary = label_dataset(videos, out, segment, shard=(i, 4))
         assert summary.log_path.name == f"label_log.shard-{i}-of-4.json"
     assert sorted(segment.calls) == NAMES and all(is_complete(out / n) for n in NAMES)
+    empty = label_dataset(videos[:2], tmp_path / "few", segment, shard=(3, 4))
+    assert empty.outcomes == [] and json.loads(empty.log_path.read_text())["counts"]["done"] == 0
     assert parse_shard("2/4") == (2, 4)
     for bad in ("4/4", "1", "a/b", "-1/2", "0/0"):
         with pytest.raises(ConfigError, match="must be i/n"):
@@ -176,7 +178,7 @@ def test_shards_cover_every_video_exactly_once(vspw_root: Path, tmp_path: Path) 
 def test_label_then_evaluate_round_trip(tmp_path: Path) -> None:
     """Runner + VSPW writer + evaluator: labels made from the GT at half size, background where the GT is void,
     score perfectly once the writer resizes them to the GT size and resolves background."""
-    from vidseg.datasets import gt_class_ids, label_to_vspw_ids, read_mask, vspw_classes
+    from vidseg.datasets import gt_class_ids, gt_class_prompts, label_to_vspw_ids, read_mask
     from vidseg.evaluation import evaluate_predictions
     from vidseg.export import make_writers
 
@@ -194,7 +196,7 @@ def test_label_then_evaluate_round_trip(tmp_path: Path) -> None:
 
     def segment(video: DatasetVideo, tmp: Path) -> None:
         class_ids = gt_class_ids(video.mask_paths)  # the zero-shot protocol: classes present in the GT
-        names = [vspw_classes()[i].prompt for i in class_ids]
+        names = gt_class_prompts(video.mask_paths)
         label_of_raw = np.zeros(256, np.uint8)  # raw 0 / 255 -> background (label 0)
         label_of_raw[np.array(class_ids) + 1] = np.arange(1, len(class_ids) + 1)
         writers = make_writers("vspw", tmp, names, label_to_id=label_to_vspw_ids(names), flat=True,

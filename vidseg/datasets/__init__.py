@@ -5,7 +5,7 @@ from vidseg.datasets.label import (
 )
 from vidseg.datasets.sources import DatasetVideo, discover_videos, read_split, vspw_videos
 from vidseg.datasets.vspw import (
-    ID_SPACES, IGNORE_ID, NUM_CLASSES, VspwClass, class_id, export_id, gt_as_evaluated, gt_class_ids,
+    ID_SPACES, IGNORE_ID, NUM_CLASSES, VspwClass, class_id, export_id, gt_as_evaluated, gt_class_ids, gt_class_prompts,
     label_to_vspw_ids, read_mask, vspw_classes,
 )
 
@@ -14,5 +14,5 @@ __all__ = [
     "LabelEvent", "LabelSummary", "VideoOutcome", "label_dataset", "is_complete", "parse_shard", "png_per_stem",
     "shard_videos",
     "ID_SPACES", "IGNORE_ID", "NUM_CLASSES", "VspwClass", "class_id", "export_id", "gt_as_evaluated", "gt_class_ids",
-    "label_to_vspw_ids", "read_mask", "vspw_classes",
+    "gt_class_prompts", "label_to_vspw_ids", "read_mask", "vspw_classes",
 ]

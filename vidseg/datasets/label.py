@@ -13,7 +13,8 @@ For each video of this shard, in name order:
 A crash, SIGKILL or power cut therefore loses at most the video in flight: its files only ever exist under
 ``.vidseg-tmp``, which the next run clears for this shard's videos. An exception in one video is recorded (one line)
 and the run goes on; Ctrl-C stops after removing the video in flight and returns a summary with
-``interrupted=True``. The JSON log is rewritten atomically after every video.
+``interrupted=True``. The JSON log is rewritten atomically after every video. Run each shard in one process at a
+time (different shards may run at once, on one machine or several sharing ``OUT``).
 """
 
 from __future__ import annotations
@@ -146,6 +147,7 @@ def label_dataset(
     for video in mine:
         _remove_leftovers(out_dir, video.name)
     started = _now()
+    _write_log(summary, started)
     for position, video in enumerate(mine, 1):
         if on_event:
             on_event(LabelEvent("start", video, position, len(mine)))

@@ -153,3 +153,9 @@ def gt_class_ids(mask_paths: Iterable[str | Path]) -> list[int]:
         present[np.unique(read_mask(path))] = True
     raw = np.flatnonzero(present[1:NUM_CLASSES + 1]) + 1
     return [int(v) - 1 for v in raw]
+
+
+def gt_class_prompts(mask_paths: Iterable[str | Path]) -> list[str]:
+    """Prompt forms of the VSPW classes present in raw GT masks (``--classes-from-gt``, the zero-shot protocol)."""
+    classes = vspw_classes()
+    return [classes[i].prompt for i in gt_class_ids(mask_paths)]
