@@ -219,6 +219,15 @@ def test_out_of_range_prediction_is_refused(tmp_path: Path) -> None:
         evaluate_predictions(pred_dir, root)
 
 
+def test_frames_are_not_needed_to_evaluate(tmp_path: Path) -> None:
+    import shutil
+
+    root = write_vspw_tree(tmp_path / "vspw", {"a": A_GT})
+    shutil.rmtree(root / "data" / "a" / "origin")
+    r = evaluate_predictions(write_predictions(tmp_path / "pred", root, {"a": A_PRED}), root)
+    assert r["pAcc"] == pytest.approx(6 / 9)
+
+
 def test_bad_split_names_missing_videos(tmp_path: Path) -> None:
     root = write_vspw_tree(tmp_path / "vspw", {"a": A_GT})
     (root / "val.txt").write_text("a\nghost_1\nghost_2\n")

@@ -101,8 +101,13 @@ def read_split(root: str | Path, split: str | Path) -> list[str]:
     return names
 
 
-def vspw_videos(root: str | Path, *, split: str | Path | None = None) -> list[DatasetVideo]:
-    """The videos of a VSPW tree (those named in ``split``, else every ``data/<video>`` folder), sorted by name."""
+def vspw_videos(
+    root: str | Path, *, split: str | Path | None = None, require_frames: bool = True
+) -> list[DatasetVideo]:
+    """The videos of a VSPW tree (those named in ``split``, else every ``data/<video>`` folder), sorted by name.
+
+    ``require_frames=False`` accepts videos that have GT masks but no ``origin/`` frames (enough to evaluate).
+    """
     root = Path(root)
     data = root / "data"
     if split is not None:
@@ -120,16 +125,16 @@ def vspw_videos(root: str | Path, *, split: str | Path | None = None) -> list[Da
     if len(set(names)) != len(names):
         duplicate = next(n for n in names if names.count(n) > 1)
         raise DatasetError(f"video {duplicate} is listed twice in {split}; list each video once")
-    return sorted((_vspw_video(data / n) for n in names), key=lambda v: v.name)
+    return sorted((_vspw_video(data / n, require_frames) for n in names), key=lambda v: v.name)
 
 
-def _vspw_video(folder: Path) -> DatasetVideo:
+def _vspw_video(folder: Path, require_frames: bool) -> DatasetVideo:
     origin = folder / "origin"
     frames = _images(origin) if origin.is_dir() else []
-    if not frames:
-        raise DatasetError(f"{origin} holds no frames; expected {origin}/<8 digits>.jpg")
     mask_dir = folder / "mask"
     masks = sorted(p for p in mask_dir.glob("*.png") if not p.name.startswith(".")) if mask_dir.is_dir() else []
+    if not frames and (require_frames or not masks):
+        raise DatasetError(f"{origin} holds no frames; expected {origin}/<8 digits>.jpg")
     if not masks:
         return DatasetVideo(folder.name, origin, None, tuple(p.stem for p in frames), None)
     with Image.open(masks[0]) as image:

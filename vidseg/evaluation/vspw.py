@@ -54,7 +54,7 @@ def evaluate_predictions(
     pred_dir, root = Path(pred_dir), Path(root)
     if not (root / "data").is_dir():
         raise DatasetError(f"{root} is not a VSPW tree: {root / 'data'} is missing")
-    videos = vspw_videos(root, split=split)
+    videos = vspw_videos(root, split=split, require_frames=False)  # the GT masks are all it reads
     no_gt = [v.name for v in videos if v.mask_dir is None]
     if no_gt:
         raise DatasetError(f"{len(no_gt)} videos have no GT masks (data/<video>/mask/*.png): {', '.join(no_gt[:3])}")
