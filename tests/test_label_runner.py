@@ -150,6 +150,8 @@ def test_ctrl_c_stops_cleanly_and_resumes(vspw_root: Path, tmp_path: Path) -> No
     videos = discover_videos(vspw_root)
     summary = label_dataset(videos, out, FakeSegmenter(fail={"1_vid": KeyboardInterrupt()}))
     assert summary.interrupted and _statuses(summary) == {"0_vid": "done", "1_vid": "interrupted"}
+    assert summary.lines()[0] == "1 done, 0 skipped, 0 failed of 6 videos (shard 0/1); interrupted: rerun the same " \
+        "command to resume"
     assert sorted(p.name for p in out.iterdir()) == ["0_vid", "label_log.json"]  # no half-written 1_vid, no temp
     assert json.loads((out / "label_log.json").read_text())["interrupted"] is True
     segment = FakeSegmenter()

@@ -91,6 +91,7 @@ class LabelSummary:
     out_dir: Path
     shard: tuple[int, int]
     log_path: Path
+    num_videos: int  # in this shard
     outcomes: list[VideoOutcome] = field(default_factory=list)
     interrupted: bool = False
 
@@ -105,7 +106,7 @@ class LabelSummary:
     def lines(self) -> list[str]:
         """A human summary: counts, then one line per failed video with its reason."""
         counts = ", ".join(f"{len(self.with_status(s))} {s}" for s in ("done", "skipped", "failed"))
-        head = f"{counts} of {len(self.outcomes)} videos (shard {self.shard[0]}/{self.shard[1]})"
+        head = f"{counts} of {self.num_videos} videos (shard {self.shard[0]}/{self.shard[1]})"
         if self.interrupted:
             head += "; interrupted: rerun the same command to resume"
         return [head, *(f"failed {o.name}: {o.reason}" for o in self.with_status("failed")),
@@ -139,7 +140,7 @@ def label_dataset(
     mine = shard_videos(videos, shard)
     if log_path is None:
         log_path = out_dir / ("label_log.json" if shard[1] == 1 else f"label_log.shard-{shard[0]}-of-{shard[1]}.json")
-    summary = LabelSummary(out_dir, shard, Path(log_path))
+    summary = LabelSummary(out_dir, shard, Path(log_path), len(mine))
     try:
         (out_dir / TMP_DIR_NAME).mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -258,6 +259,7 @@ def _write_log(summary: LabelSummary, started: str) -> None:
         "started": started,
         "updated": _now(),
         "interrupted": summary.interrupted,
+        "num_videos": summary.num_videos,
         "counts": counts,
         "videos": [asdict(o) for o in summary.outcomes],
         "vidseg_version": __version__,
