@@ -42,6 +42,13 @@ def test_background_resolves_to_nearest_class() -> None:
     labels = np.array([[1, 0, 0, 2, 2]], np.uint8)
     assert resolve_background(labels, fallback=1).tolist() == [[1, 1, 2, 2, 2]]
     assert resolve_background(np.zeros((2, 2), np.uint8), fallback=3).tolist() == [[3, 3], [3, 3]]
+    seeds = np.zeros((6, 6), np.uint8)
+    seeds[0, 0], seeds[5, 5] = 4, 7
+    rows, cols = np.indices(seeds.shape)
+    nearer_first = rows**2 + cols**2 < (rows - 5) ** 2 + (cols - 5) ** 2
+    off_diagonal = rows + cols != 5  # the anti-diagonal is equidistant
+    resolved = resolve_background(seeds, fallback=1)
+    assert np.array_equal(resolved[off_diagonal], np.where(nearer_first, 4, 7)[off_diagonal])
 
 
 def test_vspw_png_round_trip_never_writes_255(tmp_path: Path) -> None:
