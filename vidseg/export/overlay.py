@@ -54,9 +54,16 @@ def draw_legend(height: int, width: int, class_names: Sequence[str]) -> tuple[np
 
 def overlay_frame(frame: np.ndarray, labels: np.ndarray, alpha: float = 0.5) -> np.ndarray:
     """Tint ``frame`` ``[H, W, 3]`` uint8 with palette colour k where ``labels`` ``[H, W]`` is k > 0."""
-    colors = voc_palette()[labels].astype(np.float32)
-    tint = np.where((labels > 0)[..., None], alpha, 0.0).astype(np.float32)
-    return (frame * (1 - tint) + colors * tint).round().astype(np.uint8)
+    blended = cv2.addWeighted(frame, 1 - alpha, voc_palette()[labels], alpha, 0.0)
+    return np.where((labels > 0)[..., None], blended, frame)
+
+
+def _paste_legend(image: np.ndarray, legend: tuple[np.ndarray, np.ndarray, tuple[slice, slice]]) -> None:
+    """Blend the legend into ``image`` in place, within its bounding box only."""
+    rgb, opacity, box = legend
+    region = image[box].astype(np.float32)
+    weight = opacity[box][..., None]
+    image[box] = (region * (1 - weight) + rgb[box] * weight).round().astype(np.uint8)
 
 
 class OverlayVideoWriter:
@@ -77,7 +84,7 @@ class OverlayVideoWriter:
         self.alpha = alpha
         self._container: Any = None
         self._stream: Any = None
-        self._legend: tuple[np.ndarray, np.ndarray] | None = None
+        self._legend: tuple[np.ndarray, np.ndarray, tuple[slice, slice]] | None = None
         self._num_frames = 0
 
     def _open(self, height: int, width: int) -> None:
@@ -94,7 +101,11 @@ class OverlayVideoWriter:
         self._stream.pix_fmt = "yuv420p"
         if codec == "mpeg4":
             self._stream.bit_rate = 4_000_000
-        self._legend = draw_legend(height, width, self.class_names)
+        rgb, opacity = draw_legend(height, width, self.class_names)
+        rows, cols = np.nonzero(opacity)
+        box = (slice(rows.min(), rows.max() + 1), slice(cols.min(), cols.max() + 1)) if rows.size else (
+            slice(0, 0), slice(0, 0))
+        self._legend = (rgb, opacity, box)
 
     def add(self, frame_idx: int, name: str, labels: np.ndarray, frame: np.ndarray | None = None) -> None:
         labels = check_labels(labels)
@@ -107,8 +118,7 @@ class OverlayVideoWriter:
             raise ValueError(f"frame {name} is {width}x{height}; overlay.mp4 was started at "
                              f"{self._stream.width}x{self._stream.height}")
         image = overlay_frame(frame, resize_labels(labels, (height, width)), self.alpha)
-        legend_rgb, legend_opacity = self._legend
-        image = (image * (1 - legend_opacity[..., None]) + legend_rgb * legend_opacity[..., None]).astype(np.uint8)
+        _paste_legend(image, self._legend)
         image = np.pad(image, ((0, height % 2), (0, width % 2), (0, 0)), mode="edge")
         video_frame = self._av.VideoFrame.from_ndarray(image, format="rgb24")
         video_frame.pts = self._num_frames
