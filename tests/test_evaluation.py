@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from vidseg.errors import DatasetError
-from vidseg.evaluation import ConfusionMatrix, ConsistencyCounter, evaluate_predictions, segmentation_metrics
+from vidseg.evaluation import ConfusionMatrix, ConsistencyCounter, evaluate_predictions
 
 
 def write_vspw_tree(root: Path, gt: dict[str, list[np.ndarray]], split: str = "val.txt") -> Path:

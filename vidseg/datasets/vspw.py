@@ -116,7 +116,8 @@ def label_to_vspw_ids(class_names: Sequence[str], id_space: str = "contiguous") 
 def gt_as_evaluated(raw_mask: np.ndarray, id_space: str = "contiguous") -> np.ndarray:
     """The GT mask ``[H, W]`` uint8 as the official scripts see it in ``id_space``.
 
-    contiguous: the README mapping (0 → 255, v → v − 1, then 254 → 255), so values are 0..123 or 255.
+    contiguous: the README mapping (0 → 255, v → v − 1, then 254 → 255), so values are 0..123 or 255 (raw values
+    above 124, which VSPW never holds, become 255 too: the official evaluator ignores them either way).
     raw: unchanged (the confusion matrix then counts only values below 124, as ``evaluator_test.py`` does).
     """
     if check_id_space(id_space) == "raw":

@@ -14,7 +14,7 @@ import numpy as np
 
 
 class ConfusionMatrix:
-    """Accumulates ``matrix`` ``[num_classes, num_pred_values]`` int64 over frames: ``update`` / ``compute`` / ``reset``."""
+    """Accumulates ``matrix`` ``[num_classes, num_pred_values]`` int64 over frames: update, compute, reset."""
 
     def __init__(self, num_classes: int, num_pred_values: int | None = None):
         self.num_classes = num_classes

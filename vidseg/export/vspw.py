@@ -5,8 +5,8 @@ One single-channel 'L' PNG per GT mask frame, ``dir/<mask stem>.png``, at the GT
 official confusion matrix or crashes it (§3.7), so pixels no class claims are resolved to a class first.
 
 Background resolution: a background pixel (label 0) takes the label of the nearest claimed pixel of the same frame
-(Euclidean distance, chamfer-approximated). A frame with no claimed pixel at all takes the class this writer has written most pixels of so
-far, or the first class if it is the video's first frame.
+(Euclidean distance, chamfer-approximated). A frame with no claimed pixel at all takes the class this writer has
+written most pixels of so far, or the first class if it is the video's first frame.
 """
 
 from __future__ import annotations
