@@ -225,14 +225,15 @@ class VideoSegmenter:
         *,
         progress: Progress | None = None,
         frame_names: Sequence[str] | None = None,
-        label_to_id: np.ndarray | None = None,
+        size: tuple[int, int] | None = None,
+        flat: bool = False,
     ) -> Path:
         """Write labels for every frame (or only ``frame_names``) of ``result``'s video into ``out_dir``.
 
         See ``export_labels`` at module level; this passes the segmenter's config.
         """
         return export_labels(
-            result, out_dir, self.config, progress=progress, frame_names=frame_names, label_to_id=label_to_id,
+            result, out_dir, self.config, progress=progress, frame_names=frame_names, size=size, flat=flat,
             model_name=str(self.model.source),
         )
 
@@ -262,15 +263,17 @@ def export_labels(
     *,
     progress: Progress | None = None,
     frame_names: Sequence[str] | None = None,
-    label_to_id: np.ndarray | None = None,
+    size: tuple[int, int] | None = None,
+    flat: bool = False,
     model_name: str = "",
 ) -> Path:
     """Saliency → probabilities → upsampled, CRF-refined labels → files, streamed in chunks of frames.
 
-    ``out_dir`` is written atomically (temporary sibling folder renamed on success). Layout for ``predict``:
-    ``masks/`` (or the format's file), ``labels.json``, ``saliency.npz``, ``overlay.mp4``. With ``label_to_id``
-    (VSPW ids of the classes) the masks are written as VSPW label PNGs directly in ``out_dir`` and background is
-    disabled, so every pixel gets a class.
+    ``out_dir`` is written atomically (temporary sibling folder renamed on success) and holds the masks of
+    ``config.export.format`` (in ``masks/``, or directly in ``out_dir`` when ``flat``, the VSPW prediction layout),
+    ``labels.json``, ``saliency.npz`` and, unless ``flat``, ``overlay.mp4``. ``frame_names`` restricts the output
+    to those frames (e.g. the GT-annotated ones); ``size`` (height, width) resizes masks (e.g. to the GT's size).
+    The ``vspw`` format has no background: every pixel gets one of the classes, as evaluation requires.
     """
     from vidseg.export import make_writers, write_saliency_npz
     from vidseg.probs import saliency_to_probs
@@ -280,7 +283,6 @@ def export_labels(
     progress = progress or _NoProgress()
     out_dir = Path(out_dir)
     fmt = config.export.format
-    for_eval = label_to_id is not None
     info = result.info
     names = list(info.frame_names)
     if frame_names is None:
@@ -293,11 +295,11 @@ def export_labels(
         indices = np.array([lookup[n] for n in frame_names], dtype=np.int64)
 
     reader = open_video(result.source, reader=config.video.reader)
-    background = None if for_eval else config.probs.background
+    background = None if fmt == "vspw" else config.probs.background
     with atomic_dir(out_dir) as tmp:
         writers = make_writers(
-            fmt, tmp, result.classes, overlay=config.export.overlay and not for_eval, fps=info.fps,
-            label_to_id=label_to_id, flat=for_eval,
+            fmt, tmp, result.classes, overlay=config.export.overlay and not flat, fps=info.fps, flat=flat,
+            id_space=config.export.id_space, size=size,
         )
         progress.start("refine + export", total=len(indices))
         for start in range(0, len(indices), EXPORT_CHUNK):
@@ -316,9 +318,8 @@ def export_labels(
             progress.advance(len(chunk))
         for writer in writers:
             writer.close()
-        if not for_eval:
-            _write_saliency(tmp / "saliency.npz", result, write_saliency_npz)
-            _write_labels_json(tmp / "labels.json", result, config, model_name)
+        _write_saliency(tmp / "saliency.npz", result, write_saliency_npz)
+        _write_labels_json(tmp / "labels.json", result, config, model_name)
         progress.finish()
     return out_dir
 

@@ -5,9 +5,15 @@ from __future__ import annotations
 import sys
 from typing import Optional
 
-from vidseg.cli import predict as _predict  # noqa: F401  (registers the command)
-from vidseg.cli import tiny as _tiny  # noqa: F401
-from vidseg.cli._app import app
+from vidseg.cli._app import app, handle_errors
+
+# Each module registers its command on the app; the import order is the order `vidseg --help` lists them.
+from vidseg.cli import predict as _predict  # noqa: E402,F401,I001
+from vidseg.cli import label as _label  # noqa: E402,F401
+from vidseg.cli.evaluate import eval_command  # noqa: E402
+
+app.command("eval")(handle_errors(eval_command))
+from vidseg.cli import tiny as _tiny  # noqa: E402,F401
 
 # Options that take several values after one flag (``--classes person dog``); see ``expand_multi_value``.
 MULTI_VALUE_OPTIONS = ("--classes",)

@@ -1,0 +1,141 @@
+"""``vidseg label``: pseudo-label every video of a dataset, resumably, where the VSPW evaluation reads them."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from vidseg.cli import options as opt
+from vidseg.cli._app import app, handle_errors, split_class_names
+from vidseg.cli.progress import RichProgress, console
+
+
+@app.command()
+@handle_errors
+def label(
+    root: Path = typer.Argument(
+        ..., show_default=False,
+        help="A VSPW tree (data/<video>/origin/*.jpg), a folder of frame folders, a folder of videos, or a text file "
+             "listing video paths.",
+    ),
+    out: Path = typer.Option(..., "--out", "-o", help="Prediction folder: OUT/<video>/<frame or mask stem>.png.",
+                             show_default=False),
+    split: Optional[str] = typer.Option(None, "--split", help="VSPW split file (name inside ROOT or a path), e.g. val.txt."),
+    classes: Optional[list[str]] = typer.Option(
+        None, "--classes", "-c", show_default=False, help="Class names for every video, e.g. --classes person car.",
+    ),
+    classes_file: Optional[Path] = typer.Option(None, "--classes-file", help="File with one class name per line."),
+    classes_from_gt: bool = typer.Option(
+        False, "--classes-from-gt",
+        help="Each video's classes are the VSPW classes present in its GT masks (the zero-shot protocol).",
+    ),
+    shard: str = typer.Option("0/1", "--shard", help="i/n: this process labels every n-th video starting at i (0-based)."),
+    id_space: Optional[str] = typer.Option(
+        None, "--id-space", help="contiguous (0..123, VSPW README mapping) or raw (1..124). Default: contiguous.",
+    ),
+    export_format: str = typer.Option(
+        "vspw", "--format", help="vspw (single-channel VSPW ids), palette, coco (RLE JSON per video) or npz (soft saliency).",
+    ),
+    model: Optional[str] = opt.ModelOpt,
+    preset: str = opt.PresetOpt,
+    config: Optional[Path] = opt.ConfigOpt,
+    overrides: Optional[list[str]] = opt.SetOpt,
+    device: Optional[str] = opt.DeviceOpt,
+    dtype: Optional[str] = opt.DtypeOpt,
+    offload: Optional[bool] = opt.OffloadOpt,
+    sample_fps: Optional[float] = opt.SampleFpsOpt,
+    inversion: Optional[str] = opt.InversionOpt,
+    prompt: Optional[str] = opt.PromptOpt,
+    map_type: Optional[str] = opt.MapOpt,
+    upsampler: Optional[str] = opt.UpsamplerOpt,
+    anyup_checkpoint: Optional[Path] = opt.AnyUpOpt,
+    crf: Optional[bool] = opt.CrfOpt,
+    workers: Optional[int] = opt.WorkersOpt,
+    quiet: bool = opt.QuietOpt,
+    debug: bool = opt.DebugOpt,
+) -> None:
+    """Label every video of ROOT. Rerunning the same command skips finished videos and redoes unfinished ones; a
+    video that fails is reported and skipped; a summary and OUT/label_log.json list what happened."""
+    from vidseg.datasets import discover_videos, gt_class_prompts, label_dataset, parse_shard, png_per_stem
+    from vidseg.datasets import shard_videos
+    from vidseg.datasets.vspw import label_to_vspw_ids
+    from vidseg.errors import ConfigError, DatasetError
+    from vidseg.pipeline import VideoSegmenter, check_classes, check_writable
+
+    fixed = _fixed_classes(classes, classes_file)
+    if (fixed is not None) == classes_from_gt:
+        raise ConfigError("give the classes with exactly one of --classes, --classes-file or --classes-from-gt")
+    shard_index = parse_shard(shard)
+    videos = discover_videos(root, split=split)
+    mine = shard_videos(videos, shard_index)
+    if classes_from_gt:
+        no_gt = [v.name for v in mine if v.mask_dir is None]
+        if no_gt:
+            raise DatasetError(f"--classes-from-gt needs GT masks, but {', '.join(no_gt[:3])} have none")
+    check_writable(out)
+    cfg = opt.build_config(
+        preset=preset, model=model, config_path=config, overrides=overrides, device=device, dtype=dtype,
+        offload=offload, sample_fps=sample_fps, inversion=inversion, prompt=prompt, map_type=map_type,
+        upsampler=upsampler, anyup_checkpoint=anyup_checkpoint, crf=crf, workers=workers,
+        export_format=export_format, overlay=False,
+    )
+    if id_space is not None:
+        cfg.export.id_space = id_space
+        cfg.validate()
+    class_lists = {v.name: (gt_class_prompts(v.mask_paths) if classes_from_gt else fixed) for v in mine}
+    if cfg.export.format == "vspw" and fixed is not None:
+        label_to_vspw_ids(fixed, cfg.export.id_space)  # fail now, not per video, on non-VSPW class names
+    flat = cfg.export.format in ("vspw", "palette")
+    fingerprint = hashlib.sha256(
+        json.dumps([cfg.to_dict(), "gt" if classes_from_gt else fixed], sort_keys=True).encode()
+    ).hexdigest()[:16]
+
+    with RichProgress(enabled=not quiet) as progress:
+        progress.start(f"load {cfg.model.model}")
+        segmenter = VideoSegmenter.from_pretrained(config=cfg)
+        progress.finish()
+        segmenter.encode_texts([(segmenter.prompt_for(c), c) for c in class_lists.values() if c])
+
+        def segment_video(video, folder: Path) -> None:
+            names = check_classes(class_lists[video.name])
+            result = segmenter.compute_saliency(video.source, names, progress=progress)
+            segmenter.export_labels(
+                result, folder, progress=progress, frame_names=list(video.output_stems) or None,
+                size=video.gt_size, flat=flat,
+            )
+            progress.finish()
+
+        def on_event(event) -> None:
+            if event.outcome is not None:
+                status = {"done": "green", "skipped": "cyan"}.get(event.outcome.status, "red")
+                reason = f": {event.outcome.reason}" if event.outcome.reason and event.outcome.status != "done" else ""
+                console.print(f"[{status}]{event.outcome.status}[/] {event.video.name} "
+                              f"({event.position}/{event.total}){reason}", highlight=False)
+
+        summary = label_dataset(
+            videos, out, segment_video, shard=shard_index, on_event=on_event, fingerprint=fingerprint,
+            expected_files=png_per_stem if flat else None,
+        )
+    for line in summary.lines():
+        console.print(line, highlight=False)
+    if summary.interrupted:
+        raise typer.Exit(130)
+    if summary.with_status("failed"):
+        raise typer.Exit(1)
+
+
+def _fixed_classes(classes: Optional[list[str]], classes_file: Optional[Path]) -> Optional[list[str]]:
+    from vidseg.errors import ConfigError
+
+    if classes and classes_file:
+        raise ConfigError("give either --classes or --classes-file, not both")
+    if classes_file is not None:
+        if not classes_file.is_file():
+            raise ConfigError(f"--classes-file {classes_file} does not exist")
+        lines = [line.split("#", 1)[0].strip() for line in classes_file.read_text().splitlines()]
+        return [line for line in lines if line]
+    return split_class_names(classes) if classes else None
