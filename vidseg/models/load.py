@@ -17,7 +17,8 @@ import json
 import logging
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -154,7 +155,8 @@ class CogVideoXModel:
 
     def _load(self, subfolder: str, loader: Any, **kwargs: Any) -> Any:
         try:
-            return loader(str(self.folder), subfolder=subfolder, **kwargs)
+            with quiet_progress_bars():
+                return loader(str(self.folder), subfolder=subfolder, **kwargs)
         except (OSError, ValueError, RuntimeError, KeyError, json.JSONDecodeError) as exc:
             raise ModelLoadError(f"cannot load the {subfolder} of {self.source}: {_first_line(exc)}; "
                                  f"re-download the model or {_HINT}") from None
@@ -222,6 +224,24 @@ def default_prompt(classes: Sequence[str]) -> str:
     phrases = [f"{'an' if n[0].lower() in 'aeiou' else 'a'} {n}" for n in names]
     body = phrases[0] if len(phrases) == 1 else ", ".join(phrases[:-1]) + " and " + phrases[-1]
     return f"A video of {body}."
+
+
+@contextmanager
+def quiet_progress_bars() -> Iterator[None]:
+    """Silence transformers' and diffusers' per-file loading / saving bars (the CLI draws its own progress);
+    restores their previous state."""
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    states = [(lib, lib.is_progress_bar_enabled()) for lib in (diffusers_logging, transformers_logging)]
+    for lib, _ in states:
+        lib.disable_progress_bar()
+    try:
+        yield
+    finally:
+        for lib, enabled in states:
+            if enabled:
+                lib.enable_progress_bar()
 
 
 def _resolve_device(device: str | None) -> torch.device:

@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from vidseg.errors import OutputError
+from vidseg.models.load import quiet_progress_bars
 
 logger = logging.getLogger(__name__)
 
@@ -121,7 +122,8 @@ def make_tiny_model(directory: str | Path, *, rope: bool = False, seed: int = 0)
     try:
         if directory.exists():
             shutil.rmtree(directory)
-        pipeline.save_pretrained(directory, safe_serialization=True)
+        with quiet_progress_bars():
+            pipeline.save_pretrained(directory, safe_serialization=True)
         preset = resources.files("vidseg.configs") / "tiny.yaml"
         (directory / "vidseg.yaml").write_text(preset.read_text())
     except OSError as exc:
