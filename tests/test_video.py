@@ -96,6 +96,8 @@ def test_reads_every_container_exactly(tmp_path, codec, suffix, reader):
         assert video.read([]).shape == (0, 48, 64, 3)
         with pytest.raises(IndexError):
             video.read([NUM_TEST_FRAMES])
+        with pytest.raises(ValueError, match="batch_size"):
+            video.iter_frames(0)
 
 
 def test_av1_falls_back_to_pyav(tmp_path):

@@ -66,10 +66,16 @@ class VideoReader(ABC):
     def read(self, indices: Sequence[int]) -> np.ndarray:
         """Frames at ``indices`` (any order, repeats allowed) as uint8 RGB ``[T, H, W, 3]``."""
 
-    @abstractmethod
     def iter_frames(self, batch_size: int = 16) -> Iterator[tuple[int, np.ndarray]]:
         """Every frame in order, as ``(start_index, frames [B, H, W, 3] uint8 RGB)`` batches of at most
         ``batch_size``; only one batch is held in memory at a time."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        return self._iter_batches(batch_size)
+
+    @abstractmethod
+    def _iter_batches(self, batch_size: int) -> Iterator[tuple[int, np.ndarray]]:
+        """``iter_frames`` after its argument check."""
 
     def close(self) -> None:
         """Release the decoder (the default reader holds nothing)."""
@@ -194,7 +200,7 @@ class DecordReader(VideoReader):
             return np.zeros((0, self.info.height, self.info.width, 3), np.uint8)
         return self._get_batch(idx.tolist())
 
-    def iter_frames(self, batch_size: int = 16) -> Iterator[tuple[int, np.ndarray]]:
+    def _iter_batches(self, batch_size: int) -> Iterator[tuple[int, np.ndarray]]:
         for start in range(0, self.info.num_frames, batch_size):
             yield start, self._get_batch(list(range(start, min(start + batch_size, self.info.num_frames))))
 
@@ -249,7 +255,9 @@ class PyAVReader(VideoReader):
         ctx = stream.codec_context
         self.info = VideoInfo(path, num_frames, fps, int(ctx.width), int(ctx.height), "pyav", _video_names(num_frames))
         self._warned_gap = False
-        next(self._decode_from(0))  # fail now, not mid-pipeline, when not even the first frame decodes
+        _, first = next(self._decode_from(0))  # fail now, not mid-pipeline, when not even the first frame decodes
+        if not (self.info.width and self.info.height):  # some containers only know the size after decoding
+            self.info.width, self.info.height = first.width, first.height
 
     def _open(self, path: Path) -> Any:
         av = self._av
@@ -288,7 +296,7 @@ class PyAVReader(VideoReader):
             return np.zeros((0, self.info.height, self.info.width, 3), np.uint8)
         return np.stack([frames[i] for i in idx.tolist()])
 
-    def iter_frames(self, batch_size: int = 16) -> Iterator[tuple[int, np.ndarray]]:
+    def _iter_batches(self, batch_size: int) -> Iterator[tuple[int, np.ndarray]]:
         batch: list[np.ndarray] = []
         start = 0
         for frame_idx, frame in self._decode_from(0):
@@ -403,7 +411,7 @@ class FrameFolderReader(VideoReader):
         size = (self.info.height, self.info.width)
         return np.stack([self._load(self._files[i], size) for i in idx.tolist()])
 
-    def iter_frames(self, batch_size: int = 16) -> Iterator[tuple[int, np.ndarray]]:
+    def _iter_batches(self, batch_size: int) -> Iterator[tuple[int, np.ndarray]]:
         for start in range(0, self.info.num_frames, batch_size):
             stop = min(start + batch_size, self.info.num_frames)
             size = (self.info.height, self.info.width)
