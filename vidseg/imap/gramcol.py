@@ -22,9 +22,9 @@ def surrogate_tokens(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
     """
     num_heads, num_frames, num_patches, head_dim = q.shape
     dtype = statistics_dtype(torch.promote_types(q.dtype, k.dtype))
-    logits = q.to(dtype).reshape(num_heads, num_frames * num_patches, head_dim) @ k.to(dtype).transpose(1, 2)
-    logits = logits.view(num_heads, num_frames, num_patches, -1)  # [heads, frames, patches, concepts]
-    return logits.argmax(dim=2).transpose(1, 2)  # [heads, concepts, frames]
+    logits = k.to(dtype) @ q.to(dtype).reshape(num_heads, num_frames * num_patches, head_dim).transpose(1, 2)
+    logits = logits.view(num_heads, -1, num_frames, num_patches)  # [heads, concepts, frames, patches]
+    return logits.argmax(dim=3)
 
 
 def gramcol(o: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
@@ -46,31 +46,33 @@ def gramcol(o: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     # Gather each concept's surrogate feature per frame: [heads, frames, concepts, head_dim].
     gather_idx = idx.transpose(1, 2)[..., None].expand(num_heads, num_frames, num_concepts, head_dim)
     anchors = torch.gather(o, 2, gather_idx)
-    columns = anchors.reshape(num_heads * num_frames, num_concepts, head_dim) @ o.reshape(
-        num_heads * num_frames, num_patches, head_dim
-    ).transpose(1, 2)  # [heads * frames, concepts, patches]
-    return columns.view(num_heads, num_frames, num_concepts, num_patches).transpose(1, 2)
+    # Concepts last in memory, so the z-score over concepts reduces the innermost dimension.
+    columns = o.reshape(num_heads * num_frames, num_patches, head_dim) @ anchors.reshape(
+        num_heads * num_frames, num_concepts, head_dim
+    ).transpose(1, 2)  # [heads * frames, patches, concepts]
+    return columns.view(num_heads, num_frames, num_patches, num_concepts).permute(0, 3, 1, 2)
 
 
-def zscore_over_slots(maps: torch.Tensor, slot_weights: torch.Tensor) -> torch.Tensor:
+def zscore_over_slots(maps: torch.Tensor, slot_weights: torch.Tensor, dim: int = 0) -> torch.Tensor:
     """Z-score across concept slots, each slot counted ``slot_weights[s]`` times (method.md §7.2).
 
-    With unit weights this is ``(g - mean) / (std + 1e-6)`` over dim 0 with the unbiased std. A weight n0 lets one
-    slot stand for n0 identical padding slots, which gives the same statistics as repeating it.
+    With unit weights this is ``(g - mean) / (std + 1e-6)`` over ``dim`` with the unbiased std. A weight n0 lets
+    one slot stand for n0 identical padding slots, which gives the same statistics as repeating it.
 
     Args:
-        maps: ``[slots, ...]`` float maps (one head).
+        maps: float maps with the slots along ``dim``, e.g. ``[slots, latent_frames, patches]``.
         slot_weights: ``[slots]`` positive counts summing to the number of slots represented (>= 2).
+        dim: the slot dimension of ``maps``.
 
     Returns:
-        z-scored maps, same shape as ``maps``, float64. Where every slot has the same value (all concepts on one
+        float64 z-scored maps, same shape as ``maps``. Where every slot has the same value (all concepts on one
         surrogate), float32 rounding of the mean divided by a near-zero std would turn an exact 0 into noise of
         order 1; float64 statistics keep it 0.
     """
-    values = maps.to(torch.float64)
-    weights = slot_weights.to(values).view(-1, *([1] * (maps.ndim - 1)))
+    values = maps.to(torch.float64).movedim(dim, -1)  # [..., slots]: weighted sums become matrix-vector products
+    weights = slot_weights.to(values)
     total = weights.sum()
-    mean = (weights * values).sum(dim=0) / total
-    centred = values - mean
-    variance = (weights * centred.square()).sum(dim=0) / (total - 1)
-    return centred / (variance.sqrt() + ZSCORE_EPS)
+    mean = values @ weights / total
+    centred = values - mean[..., None]
+    variance = centred.square() @ weights / (total - 1)
+    return centred.div_(variance.sqrt_().add_(ZSCORE_EPS)[..., None]).movedim(-1, dim)

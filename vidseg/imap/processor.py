@@ -22,12 +22,13 @@ from vidseg.imap.gramcol import gramcol, surrogate_tokens, zscore_over_slots
 from vidseg.imap.heads import frame_separation
 
 CONCEPT_SLOTS = ("compact", "full")
+CHUNK_BYTES = 64 * 2**20  # target size of one per-head-chunk temporary in the map read-out
 
 
 class MapReadout:
     """Running sums of the real concepts' z-scored GramCol maps over heads, layers and forwards.
 
-    Only two ``[concepts, latent_frames, patches]`` sums are kept, whatever the number of layers or heads.
+    Only two ``[latent_frames, patches, concepts]`` sums are kept, whatever the number of layers or heads.
 
     Args:
         num_concepts: C, the real concepts (the first C slots).
@@ -59,28 +60,34 @@ class MapReadout:
         out_video = out_video.unflatten(1, (num_frames, grid_h * grid_w))  # [heads, frames, patches, head_dim]
         query_video = query_video.unflatten(1, (num_frames, grid_h * grid_w))
         if self.imap_sum is None:
-            shape = (self.num_concepts, num_frames, grid_h * grid_w)
+            shape = (num_frames, grid_h * grid_w, self.num_concepts)
             self.imap_sum = torch.zeros(shape, dtype=torch.float64, device=out_video.device)
             self.gramcol_sum = torch.zeros_like(self.imap_sum)
-        # One head at a time keeps every temporary at [slots, frames, patches] (no [heads, ...] copies).
-        separation = torch.cat([frame_separation(out_video[h : h + 1]) for h in range(num_heads)])
-        motion_heads = set(separation.topk(self.top_k).indices.tolist())
-        for h in range(num_heads):
-            idx = surrogate_tokens(query_video[h : h + 1], concept_keys[h : h + 1])  # [1, slots, frames]
-            z = zscore_over_slots(gramcol(out_video[h : h + 1], idx)[0], self.slot_weights)[: self.num_concepts]
-            self.gramcol_sum += z  # GramCol: sum over all heads
-            if h in motion_heads:
-                self.imap_sum.add_(z, alpha=1.0 / self.top_k)  # IMAP: mean over the top-k heads
+        # Heads go in chunks so that each temporary ([heads, slots, frames, patches] float64 at most) stays near
+        # CHUNK_BYTES, and small per-head kernels do not dominate on a GPU.
+        num_slots, head_dim = concept_keys.shape[1], out_video.shape[-1]
+        chunk = max(1, CHUNK_BYTES // (8 * num_frames * grid_h * grid_w * max(num_slots, head_dim)))
+        chunks = [slice(start, start + chunk) for start in range(0, num_heads, chunk)]
+        separation = torch.cat([frame_separation(out_video[heads]) for heads in chunks])
+        # IMAP: mean over the top-k heads, as a weighted sum (no data-dependent indexing, so no device sync).
+        motion_weights = torch.zeros(num_heads, dtype=torch.float64, device=out_video.device)
+        motion_weights[separation.topk(self.top_k).indices] = 1.0 / self.top_k
+        for heads in chunks:
+            idx = surrogate_tokens(query_video[heads], concept_keys[heads])  # [chunk, slots, frames]
+            z = zscore_over_slots(gramcol(out_video[heads], idx), self.slot_weights, dim=1)
+            z = z[:, : self.num_concepts].movedim(1, -1)  # [chunk, frames, patches, concepts], as laid out in memory
+            self.gramcol_sum += z.sum(dim=0)  # GramCol: sum over all heads
+            self.imap_sum += torch.tensordot(motion_weights[heads], z, dims=1)
         self.num_reads += 1
 
     def maps(self) -> dict[str, torch.Tensor]:
         """``{"imap", "gramcol"}``: float32 CPU ``[concepts, latent_frames, grid_h, grid_w]``, mean over read layers."""
         if self.imap_sum is None:
             raise RuntimeError("no map layer was read: run the transformer inside concept_stream_attention()")
-        shape = (self.num_concepts, *self.grid)
+        shape = (*self.grid, self.num_concepts)
         return {
-            "imap": (self.imap_sum / self.num_reads).view(shape).float().cpu(),
-            "gramcol": (self.gramcol_sum / self.num_reads).view(shape).float().cpu(),
+            name: (total / self.num_reads).view(shape).permute(3, 0, 1, 2).float().contiguous().cpu()
+            for name, total in (("imap", self.imap_sum), ("gramcol", self.gramcol_sum))
         }
 
 
