@@ -72,3 +72,15 @@ def video_factory(tmp_path: Path) -> Callable[..., Path]:
         return write_video(tmp_path / name, moving_square_frames(num_frames, height, width), fps, codec)
 
     return make
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _single_thread_torch():
+    """The tiny model's ops are microseconds: with several torch threads on a busy 2-core machine, thread
+    hand-off dominates (about 100x slower). Benchmarks set their own thread counts."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

@@ -148,73 +148,93 @@ class VideoSegmenter:
         self, video: str | Path, classes: Sequence[str], *, progress: Progress | None = None
     ) -> SaliencyResult:
         """Run the model on every window of ``video`` and return the class saliency per sampled frame."""
-        from vidseg.imap import extract_maps
-        from vidseg.inversion import encode_frames, invert_video, renoise_video
         from vidseg.video.read import open_video
-        from vidseg.video.sample import blend_windows, crop_to_valid, fit_frames, plan_sampling
+        from vidseg.video.sample import blend_windows, plan_sampling
 
         progress = progress or _NoProgress()
-        cfg, model = self.config, self.model
+        cfg = self.config
         classes = check_classes(classes)
         seconds: dict[str, float] = {}
-
-        reader = open_video(video, reader=cfg.video.reader)
-        info = reader.info
-        plan = plan_sampling(
-            info.num_frames, info.fps, sample_fps=cfg.video.sample_fps,
-            window_frames=cfg.video.num_frames, window_overlap=cfg.video.window_overlap,
-        )
         prompt = self.prompt_for(classes)
         with _timed(seconds, "text"):
             progress.start("encode text")
             prompt_embeds, concept_embeds = self._text(prompt, classes)
             progress.finish()
 
-        device, dtype = model.device, model.dtype
-        inv = cfg.inversion
-        window_maps: list[torch.Tensor] = []
-        valid_box = (0, 0, cfg.video.height, cfg.video.width)
-        timestep = 0
-        for w, window in enumerate(plan.windows):
-            tag = f"window {w + 1}/{len(plan.windows)}" if len(plan.windows) > 1 else "video"
-            with _timed(seconds, "decode"):
-                progress.start(f"decode {tag}")
-                frames = reader.read(plan.sampled_frames[window])
-                pixels, valid_box = fit_frames(frames, cfg.video.height, cfg.video.width, resize=cfg.video.resize)
-                progress.finish()
-            with _timed(seconds, "vae"):
-                progress.start(f"VAE encode {tag}")
-                latents = encode_frames(model.vae, pixels.to(device, dtype))
-                progress.finish()
-            with _timed(seconds, "inversion"):
-                if inv.method == "ddim":
-                    progress.start(f"DDIM inversion {tag}", total=inv.num_steps - inv.readout_index)
-                    noisy, timestep = invert_video(
-                        model.transformer, model.scheduler, latents, prompt_embeds.to(device, dtype),
-                        num_steps=inv.num_steps, readout_index=inv.readout_index,
-                        on_step=lambda i, n: progress.advance(),
-                    )
-                else:
-                    progress.start(f"renoise {tag}")
-                    noisy, timestep = renoise_video(
-                        model.scheduler, latents, num_steps=inv.num_steps, readout_index=inv.readout_index,
-                        seed=inv.seed,
-                    )
-                progress.finish()
-            with _timed(seconds, "maps"):
-                progress.start(f"read maps {tag}")
-                maps = extract_maps(
-                    model.transformer, noisy, timestep, prompt_embeds.to(device, dtype),
-                    concept_embeds.to(device, dtype), layers=cfg.maps.layers, top_k=cfg.maps.top_k_heads,
-                    concept_slots=cfg.maps.concept_slots,
-                )[cfg.maps.map]
-                window_maps.append(crop_to_valid(maps, valid_box, cfg.video.height, cfg.video.width))
-                progress.finish()
-        sampled = blend_windows(plan, window_maps)
+        with open_video(video, reader=cfg.video.reader, frame_folder_fps=cfg.video.frame_folder_fps) as reader:
+            info = reader.info
+            plan = plan_sampling(
+                info.num_frames, info.fps, sample_fps=cfg.video.sample_fps,
+                window_frames=cfg.video.num_frames, window_overlap=cfg.video.window_overlap,
+            )
+            window_maps: list[torch.Tensor] = []
+            for w, window in enumerate(plan.windows):
+                tag = f"window {w + 1}/{len(plan.windows)}" if len(plan.windows) > 1 else "video"
+                with _timed(seconds, "decode"):
+                    progress.start(f"decode {tag}")
+                    frames = reader.read(plan.sampled_frames[window])
+                    progress.finish()
+                maps, valid_box, timestep = self.window_saliency(
+                    frames, prompt_embeds, concept_embeds, progress=progress, tag=tag, seconds=seconds
+                )
+                window_maps.append(maps)
         return SaliencyResult(
             source=Path(video), classes=classes, prompt=prompt, info=info, plan=plan, window_maps=window_maps,
-            sampled=sampled, valid_box=valid_box, timestep=timestep, seconds=seconds,
+            sampled=blend_windows(plan, window_maps), valid_box=valid_box, timestep=timestep, seconds=seconds,
         )
+
+    @torch.inference_mode()
+    def window_saliency(
+        self,
+        frames: np.ndarray,
+        prompt_embeds: torch.Tensor,
+        concept_embeds: torch.Tensor,
+        *,
+        progress: Progress | None = None,
+        tag: str = "video",
+        seconds: dict[str, float] | None = None,
+    ) -> tuple[torch.Tensor, tuple[int, int, int, int], int]:
+        """The model pass on one window: frames uint8 ``[num_frames, H, W, 3]`` → VAE → inversion → maps.
+
+        Returns the configured map ``[C, F_lat, h, w]`` (cropped to the valid region for ``resize: pad``), the valid
+        box in model pixels and the read-out timestep.
+        """
+        from vidseg.imap import extract_maps
+        from vidseg.inversion import encode_frames, invert_video, renoise_video
+        from vidseg.video.sample import crop_to_valid, fit_frames
+
+        progress = progress or _NoProgress()
+        seconds = {} if seconds is None else seconds
+        cfg, model, inv = self.config, self.model, self.config.inversion
+        device, dtype = model.device, model.dtype
+        prompt_embeds = prompt_embeds.to(device, dtype)
+        with _timed(seconds, "vae"):
+            progress.start(f"VAE encode {tag}")
+            pixels, valid_box = fit_frames(frames, cfg.video.height, cfg.video.width, resize=cfg.video.resize)
+            latents = encode_frames(model.vae, pixels.to(device, dtype))
+            progress.finish()
+        with _timed(seconds, "inversion"):
+            if inv.method == "ddim":
+                progress.start(f"DDIM inversion {tag}", total=inv.num_steps - inv.readout_index)
+                noisy, timestep = invert_video(
+                    model.transformer, model.scheduler, latents, prompt_embeds,
+                    num_steps=inv.num_steps, readout_index=inv.readout_index,
+                    on_step=lambda i, n: progress.advance(),
+                )
+            else:
+                progress.start(f"renoise {tag}")
+                noisy, timestep = renoise_video(
+                    model.scheduler, latents, num_steps=inv.num_steps, readout_index=inv.readout_index, seed=inv.seed,
+                )
+            progress.finish()
+        with _timed(seconds, "maps"):
+            progress.start(f"read maps {tag}")
+            maps = extract_maps(
+                model.transformer, noisy.to(dtype), timestep, prompt_embeds, concept_embeds.to(device, dtype),
+                layers=cfg.maps.layers, top_k=cfg.maps.top_k_heads, concept_slots=cfg.maps.concept_slots,
+            )[cfg.maps.map]
+            progress.finish()
+        return crop_to_valid(maps, valid_box, cfg.video.height, cfg.video.width), valid_box, timestep
 
     # -- post-processing ----------------------------------------------------------------------------------------
 
@@ -294,9 +314,9 @@ def export_labels(
             raise ConfigError(f"frames {missing[:3]} are not in {result.source}; check the dataset layout")
         indices = np.array([lookup[n] for n in frame_names], dtype=np.int64)
 
-    reader = open_video(result.source, reader=config.video.reader)
     background = None if fmt == "vspw" else config.probs.background
-    with atomic_dir(out_dir) as tmp:
+    video = open_video(result.source, reader=config.video.reader, frame_folder_fps=config.video.frame_folder_fps)
+    with video as reader, atomic_dir(out_dir) as tmp:
         writers = make_writers(
             fmt, tmp, result.classes, overlay=config.export.overlay and not flat, fps=info.fps, flat=flat,
             id_space=config.export.id_space, size=size,
