@@ -12,7 +12,9 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,8 +42,15 @@ class Progress(Protocol):
 
     def finish(self) -> None: ...
 
+    def lane(self) -> "Progress":
+        """An independent reporter for work that runs at the same time as this one's."""
+        ...
+
 
 class _NoProgress:
+    def lane(self) -> "_NoProgress":
+        return self
+
     def start(self, stage: str, total: int | None = None) -> None:
         pass
 
@@ -50,6 +59,32 @@ class _NoProgress:
 
     def finish(self) -> None:
         pass
+
+
+class _Cancelled(Exception):
+    """Raised inside background model work once its consumer has gone away."""
+
+
+class _CancellableProgress:
+    """Forwards progress, and stops the work it reports on at the next step once ``cancelled`` is set."""
+
+    def __init__(self, inner: Any, cancelled: threading.Event):
+        self.inner, self.cancelled = inner, cancelled
+
+    def start(self, stage: str, total: int | None = None) -> None:
+        self._check()
+        self.inner.start(stage, total)
+
+    def advance(self, n: int = 1) -> None:
+        self._check()
+        self.inner.advance(n)
+
+    def finish(self) -> None:
+        self.inner.finish()
+
+    def _check(self) -> None:
+        if self.cancelled.is_set():
+            raise _Cancelled("stopped: the caller no longer needs this result")
 
 
 @dataclass
@@ -183,6 +218,48 @@ class VideoSegmenter:
             sampled=blend_windows(plan, window_maps), valid_box=valid_box, timestep=timestep, seconds=seconds,
         )
 
+    def iter_saliency(
+        self, jobs: Sequence[tuple[str | Path, Sequence[str]]], *, progress: Progress | None = None
+    ) -> Iterator[tuple[int, SaliencyResult | Exception]]:
+        """Saliency of each ``(video, classes)`` job in order, computing job i + 1 while the caller handles job i.
+
+        The model (GPU) then works on the next video while the caller refines and exports the current one (CPU), so
+        neither waits for the other. Each item is ``(job index, result)``, where a failed job yields its exception
+        instead of stopping the rest. All texts are encoded first, so T5 is loaded once and freed before the model
+        runs. Closing the iterator (or Ctrl-C in the caller) stops the background work at its next step.
+        """
+        if not jobs:
+            return
+        progress = progress or _NoProgress()
+        cancelled = threading.Event()
+        lane = _CancellableProgress(progress.lane(), cancelled)
+        texts = []
+        for _, classes in jobs:
+            try:
+                names = check_classes(classes)
+            except ConfigError:
+                continue  # that job fails on its own, below
+            texts.append((self.prompt_for(names), names))
+        self.encode_texts(texts)
+
+        def compute(job: tuple[str | Path, Sequence[str]]) -> SaliencyResult | Exception:
+            try:
+                return self.compute_saliency(job[0], job[1], progress=lane)
+            except Exception as exc:  # reported to the caller with the job, not raised in the worker
+                return exc
+
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vidseg-model")
+        try:
+            future = pool.submit(compute, jobs[0])
+            for i in range(len(jobs)):
+                result = future.result()
+                if i + 1 < len(jobs):
+                    future = pool.submit(compute, jobs[i + 1])
+                yield i, result
+        finally:
+            cancelled.set()
+            pool.shutdown(wait=True, cancel_futures=True)
+
     @torch.inference_mode()
     def window_saliency(
         self,
@@ -258,11 +335,17 @@ class VideoSegmenter:
         )
 
     def predict(
-        self, video: str | Path, classes: Sequence[str], out_dir: str | Path, *, progress: Progress | None = None
-    ) -> Path:
-        """Saliency + labels for one video, written to ``out_dir/<video stem>/``. Returns that folder."""
-        result = self.compute_saliency(video, classes, progress=progress)
-        return self.export_labels(result, Path(out_dir) / Path(video).stem, progress=progress)
+        self, videos: Sequence[str | Path], classes: Sequence[str], out_dir: str | Path, *,
+        progress: Progress | None = None,
+    ) -> Iterator[Path]:
+        """Saliency + labels for each video, written to ``out_dir/<video stem>/``; yields each folder when done.
+
+        The model runs on the next video while the current one is refined and exported (``iter_saliency``).
+        """
+        for i, result in self.iter_saliency([(v, classes) for v in videos], progress=progress):
+            if isinstance(result, Exception):
+                raise result
+            yield self.export_labels(result, Path(out_dir) / Path(videos[i]).stem, progress=progress)
 
 
 def frame_saliency(result: SaliencyResult, frame_indices: np.ndarray) -> torch.Tensor:

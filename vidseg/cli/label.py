@@ -60,11 +60,12 @@ def label(
 ) -> None:
     """Label every video of ROOT. Rerunning the same command skips finished videos and redoes unfinished ones; a
     video that fails is reported and skipped; a summary and OUT/label_log.json list what happened."""
-    from vidseg.datasets import discover_videos, gt_class_prompts, label_dataset, parse_shard, png_per_stem
-    from vidseg.datasets import shard_videos
+    from vidseg.datasets import (
+        discover_videos, gt_class_prompts, is_complete, label_dataset, parse_shard, png_per_stem, shard_videos,
+    )
     from vidseg.datasets.vspw import label_to_vspw_ids
     from vidseg.errors import ConfigError, DatasetError
-    from vidseg.pipeline import VideoSegmenter, check_classes, check_writable
+    from vidseg.pipeline import VideoSegmenter, check_writable
 
     fixed = _fixed_classes(classes, classes_file)
     if (fixed is not None) == classes_from_gt:
@@ -94,20 +95,28 @@ def label(
         json.dumps([cfg.to_dict(), "gt" if classes_from_gt else fixed], sort_keys=True).encode()
     ).hexdigest()[:16]
 
+    expected_files = png_per_stem if flat else None
+    pending = [
+        v for v in mine
+        if not is_complete(out / v.name, expected_files(v) if expected_files else (), fingerprint)
+    ]
     with RichProgress(enabled=not quiet) as progress:
         progress.start(f"load {cfg.model.model}")
         segmenter = VideoSegmenter.from_pretrained(config=cfg)
         progress.finish()
-        segmenter.encode_texts([(segmenter.prompt_for(c), c) for c in class_lists.values() if c])
+        # The model computes the next video's saliency while the runner exports the current one.
+        results = segmenter.iter_saliency([(v.source, class_lists[v.name]) for v in pending], progress=progress)
 
         def segment_video(video, folder: Path) -> None:
-            names = check_classes(class_lists[video.name])
-            result = segmenter.compute_saliency(video.source, names, progress=progress)
+            index, result = next(results)
+            if pending[index].name != video.name:
+                raise RuntimeError(f"labeling order changed: expected {pending[index].name}, got {video.name}")
+            if isinstance(result, Exception):
+                raise result
             segmenter.export_labels(
                 result, folder, progress=progress, frame_names=list(video.output_stems) or None,
                 size=video.gt_size, flat=flat,
             )
-            progress.finish()
 
         def on_event(event) -> None:
             if event.outcome is not None:
@@ -116,10 +125,13 @@ def label(
                 console.print(f"[{status}]{event.outcome.status}[/] {event.video.name} "
                               f"({event.position}/{event.total}){reason}", highlight=False)
 
-        summary = label_dataset(
-            videos, out, segment_video, shard=shard_index, on_event=on_event, fingerprint=fingerprint,
-            expected_files=png_per_stem if flat else None,
-        )
+        try:
+            summary = label_dataset(
+                videos, out, segment_video, shard=shard_index, on_event=on_event, fingerprint=fingerprint,
+                expected_files=expected_files,
+            )
+        finally:
+            results.close()
     for line in summary.lines():
         console.print(line, highlight=False)
     if summary.interrupted:

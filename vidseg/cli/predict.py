@@ -68,8 +68,6 @@ def predict(
         progress.start(f"load {cfg.model.model}")
         segmenter = VideoSegmenter.from_pretrained(config=cfg)
         progress.finish()
-        for video in videos:
-            started = time.perf_counter()
-            folder = segmenter.predict(video, names, out, progress=progress)
-            progress.finish()
+        started = time.perf_counter()
+        for folder in segmenter.predict(videos, names, out, progress=progress):
             console.print(f"[green]wrote[/] {folder}  ({time.perf_counter() - started:.1f} s)", highlight=False)

@@ -1,0 +1,71 @@
+"""`vidseg label` then `vidseg eval` on a generated miniature VSPW tree, with the tiny model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from tests.conftest import moving_square_frames
+from tests.test_cli import run_cli
+
+
+def make_vspw_tree(root: Path, videos: dict[str, int], height: int = 48, width: int = 80) -> None:
+    """VSPW layout: data/<video>/origin/*.jpg and, for every other frame, mask/*.png with raw ids (0, 61 person,
+    63 dog, 255 void)."""
+    for v, (name, num_frames) in enumerate(videos.items()):
+        frames = moving_square_frames(num_frames, height, width, seed=v)
+        origin, mask_dir = root / "data" / name / "origin", root / "data" / name / "mask"
+        origin.mkdir(parents=True)
+        mask_dir.mkdir(parents=True)
+        for t, frame in enumerate(frames):
+            stem = f"{100 + t:08d}"
+            Image.fromarray(frame).save(origin / f"{stem}.jpg", quality=95)
+            if t % 2 == 0:
+                mask = np.zeros((height, width), np.uint8)
+                mask[: height // 2] = 61
+                mask[height // 2:, : width // 2] = 63
+                mask[-2:] = 255
+                Image.fromarray(mask, mode="L").save(mask_dir / f"{stem}.png")
+    (root / "val.txt").write_text("".join(f"{name}\n" for name in videos))
+
+
+def test_label_then_eval_then_resume(tiny_model_dir, tmp_path):
+    root, pred = tmp_path / "vspw", tmp_path / "pred"
+    make_vspw_tree(root, {"1_aaa": 10, "2_bbb": 7})
+    args = ["label", root, "--out", pred, "--split", "val.txt", "--classes-from-gt", "--model", tiny_model_dir,
+            "--no-crf", "--upsampler", "bilinear", "-q"]
+    result = run_cli(*args)
+    assert result.exit_code == 0, result.output
+    for name, num_frames in {"1_aaa": 10, "2_bbb": 7}.items():
+        stems = sorted(p.stem for p in (root / "data" / name / "mask").glob("*.png"))
+        written = sorted(p.stem for p in (pred / name).glob("*.png"))
+        assert written == stems and len(stems) == (num_frames + 1) // 2
+        mask = Image.open(pred / name / f"{stems[0]}.png")
+        assert mask.mode in ("L", "P") and mask.size == (80, 48)
+        values = set(np.unique(np.asarray(mask)))
+        assert values <= {60, 62}, values  # contiguous ids of person and dog: never background, never 255
+    log = json.loads((pred / "label_log.json").read_text())
+    assert sorted(v["status"] for v in log["videos"]) == ["done", "done"]
+
+    metrics_path = tmp_path / "metrics.json"
+    result = run_cli("eval", pred, root, "--split", "val.txt", "--json", metrics_path, "-q")
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(metrics_path.read_text())
+    assert {"mIoU", "FWIoU", "mAcc", "pAcc", "VC8", "VC16", "per_class"} <= set(metrics)
+    assert 0.0 <= metrics["mIoU"] <= 1.0
+
+    again = run_cli(*args)
+    assert again.exit_code == 0, again.output
+    log = json.loads((pred / "label_log.json").read_text())
+    assert sorted(v["status"] for v in log["videos"]) == ["skipped", "skipped"]
+
+
+def test_label_rejects_non_vspw_class_for_vspw_format(tiny_model_dir, tmp_path):
+    root = tmp_path / "vspw"
+    make_vspw_tree(root, {"1_aaa": 3})
+    result = run_cli("label", root, "--out", tmp_path / "pred", "--classes", "unicorn", "--model", tiny_model_dir)
+    assert result.exit_code == 2
+    assert "unicorn" in result.output
