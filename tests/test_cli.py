@@ -129,3 +129,20 @@ def test_unknown_set_key_suggests_the_closest(tiny_model_dir, video_factory, tmp
     result = run_cli("predict", video_factory(), "--classes", "dog", "--model", tiny_model_dir,
                      "--out", tmp_path / "out", "--set", "maps.top_k_head=2")
     assert_one_line_error(result, 2, "maps.top_k_heads")
+
+
+def test_predict_5b_preset_with_rope_model_on_vp9_and_av1(tiny_rope_model_dir, video_factory, tmp_path):
+    """The CogVideoX-5B path (RoPE on video q/k, DPM scheduler) end to end, on the codecs decord cannot read."""
+    import av
+
+    videos = [video_factory("vp9.webm", num_frames=12, codec="libvpx-vp9")]
+    if "libsvtav1" in av.codecs_available:
+        videos.append(video_factory("av1.mp4", num_frames=12, codec="libsvtav1"))
+    out = tmp_path / "out"
+    result = run_cli("predict", *videos, "--classes", "dog", "--preset", "cogvideox-5b",
+                     "--model", tiny_rope_model_dir, "--out", out, "--no-overlay", "-q")
+    assert result.exit_code == 0, result.output
+    for video in videos:
+        labels = json.loads((out / video.stem / "labels.json").read_text())
+        assert labels["settings"]["model"]["model"] == str(tiny_rope_model_dir)
+        assert len(list((out / video.stem / "masks").glob("*.png"))) == 12
