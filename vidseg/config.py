@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import types
 import typing
 from dataclasses import dataclass, field
 from importlib import resources
@@ -258,7 +259,7 @@ def _coerce(name: str, value: Any, hint: Any) -> Any:
         raise ConfigError(f"{name} cannot be empty")
     args = [a for a in typing.get_args(hint) if a is not type(None)]
     target = typing.get_origin(hint) or hint
-    if target is typing.Union or str(target) == "types.UnionType":
+    if target in (typing.Union, types.UnionType):
         target = typing.get_origin(args[0]) or args[0]
     if target is list:
         if not isinstance(value, list):
