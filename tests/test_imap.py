@@ -4,6 +4,7 @@ re-implementation of method.md §5-§9 written here with explicit loops."""
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -26,6 +27,15 @@ from vidseg.models.forward import predict_velocity, rotary_embedding
 
 TEXT_LEN = 16  # max_text_seq_length of the tiny models = number of concept slots
 TEXT_DIM = 32
+
+
+@pytest.fixture(autouse=True, scope="module")
+def single_thread() -> Iterator[None]:
+    """The tensors here are tiny: extra threads only add synchronisation, which is slow on a busy machine."""
+    num_threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(num_threads)
 
 
 def make_transformer(rope: bool, num_layers: int = 3) -> CogVideoXTransformer3DModel:
@@ -191,7 +201,8 @@ def naive_maps(model, latents, timestep, prompt_embeds, concept_embeds, layers, 
         merged = attn.to_out[0](out.transpose(0, 1).reshape(1, -1, heads * head_dim))
         text = text + t_gate[:, None] * merged[:, :TEXT_LEN]
         video = video + gate[:, None] * merged[:, TEXT_LEN:]
-        concepts = concepts + t_gate[:, None] * attn.to_out[0](concept_out.transpose(0, 1).reshape(1, -1, heads * head_dim))
+        merged = attn.to_out[0](concept_out.transpose(0, 1).reshape(1, -1, heads * head_dim))
+        concepts = concepts + t_gate[:, None] * merged
         shift, scale, gate, t_shift, t_scale, t_gate = block.norm2.linear(torch.nn.functional.silu(temb)).chunk(6, 1)
         ln = block.norm2.norm
         video = video + gate[:, None] * block.ff(ln(video) * (1 + scale[:, None]) + shift[:, None])

@@ -13,7 +13,7 @@ from vidseg.models.forward import predict_velocity
 
 
 def latent_token_grid(transformer: Any, latents: torch.Tensor) -> tuple[int, int, int]:
-    """``(latent_frames, grid_h, grid_w)`` of the video tokens the transformer makes from ``latents`` [B, F, C, H, W]."""
+    """``(latent_frames, grid_h, grid_w)`` of the video tokens made from ``latents`` [B, F, C, H, W]."""
     cfg = transformer.config
     _, num_frames, _, height, width = latents.shape
     if cfg.patch_size_t is not None:  # CogVideoX 1.5 also patches time
@@ -55,7 +55,9 @@ def extract_maps(
         raise ConfigError(f"map read-out takes latents [1, F, C, H, W]; got shape {tuple(noisy_latents.shape)}")
     grid = latent_token_grid(transformer, noisy_latents)
     if grid[0] < 2:
-        raise ConfigError("map read-out needs at least 2 latent frames (9 video frames) to rank heads by frame separation")
+        raise ConfigError(
+            "map read-out needs at least 2 latent frames (9 video frames) to rank heads by frame separation"
+        )
     with concept_stream_attention(
         transformer, concept_embeds, grid, layers=layers, top_k=top_k, concept_slots=concept_slots
     ) as readout:

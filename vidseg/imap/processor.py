@@ -26,9 +26,10 @@ CHUNK_BYTES = 64 * 2**20  # target size of one per-head-chunk temporary in the m
 
 
 class MapReadout:
-    """Running sums of the real concepts' z-scored GramCol maps over heads, layers and forwards.
+    """Running sums of the z-scored GramCol maps over heads, layers and forwards.
 
-    Only two ``[latent_frames, patches, concepts]`` sums are kept, whatever the number of layers or heads.
+    One ``[2, latent_frames, patches, slots]`` float64 sum (IMAP, GramCol) is kept, whatever the number of layers
+    or heads.
 
     Args:
         num_concepts: C, the real concepts (the first C slots).
@@ -42,8 +43,7 @@ class MapReadout:
         self.grid = grid
         self.top_k = top_k
         self.slot_weights = slot_weights
-        self.imap_sum: torch.Tensor | None = None
-        self.gramcol_sum: torch.Tensor | None = None
+        self.sums: torch.Tensor | None = None
         self.num_reads = 0
 
     def add_layer(self, out_video: torch.Tensor, query_video: torch.Tensor, concept_keys: torch.Tensor) -> None:
@@ -59,36 +59,34 @@ class MapReadout:
         num_heads = out_video.shape[0]
         out_video = out_video.unflatten(1, (num_frames, grid_h * grid_w))  # [heads, frames, patches, head_dim]
         query_video = query_video.unflatten(1, (num_frames, grid_h * grid_w))
-        if self.imap_sum is None:
-            shape = (num_frames, grid_h * grid_w, self.num_concepts)
-            self.imap_sum = torch.zeros(shape, dtype=torch.float64, device=out_video.device)
-            self.gramcol_sum = torch.zeros_like(self.imap_sum)
+        num_slots, head_dim = concept_keys.shape[1], out_video.shape[-1]
+        if self.sums is None:
+            shape = (2, num_frames, grid_h * grid_w, num_slots)
+            self.sums = torch.zeros(shape, dtype=torch.float64, device=out_video.device)
         # Heads go in chunks so that each temporary ([heads, slots, frames, patches] float64 at most) stays near
         # CHUNK_BYTES, and small per-head kernels do not dominate on a GPU.
-        num_slots, head_dim = concept_keys.shape[1], out_video.shape[-1]
         chunk = max(1, CHUNK_BYTES // (8 * num_frames * grid_h * grid_w * max(num_slots, head_dim)))
         chunks = [slice(start, start + chunk) for start in range(0, num_heads, chunk)]
         separation = torch.cat([frame_separation(out_video[heads]) for heads in chunks])
-        # IMAP: mean over the top-k heads, as a weighted sum (no data-dependent indexing, so no device sync).
-        motion_weights = torch.zeros(num_heads, dtype=torch.float64, device=out_video.device)
-        motion_weights[separation.topk(self.top_k).indices] = 1.0 / self.top_k
+        # Row 0, IMAP: mean over the top-k heads; row 1, GramCol: sum over all heads. Weights rather than indexing
+        # by the selection, so a GPU never waits for it.
+        head_weights = torch.zeros(2, num_heads, dtype=torch.float64, device=out_video.device)
+        head_weights[0, separation.topk(self.top_k).indices] = 1.0 / self.top_k
+        head_weights[1] = 1.0
         for heads in chunks:
             idx = surrogate_tokens(query_video[heads], concept_keys[heads])  # [chunk, slots, frames]
             z = zscore_over_slots(gramcol(out_video[heads], idx), self.slot_weights, dim=1)
-            z = z[:, : self.num_concepts].movedim(1, -1)  # [chunk, frames, patches, concepts], as laid out in memory
-            self.gramcol_sum += z.sum(dim=0)  # GramCol: sum over all heads
-            self.imap_sum += torch.tensordot(motion_weights[heads], z, dims=1)
+            z = z.movedim(1, -1)  # [chunk, frames, patches, slots], as laid out in memory
+            self.sums += torch.tensordot(head_weights[:, heads], z, dims=1)
         self.num_reads += 1
 
     def maps(self) -> dict[str, torch.Tensor]:
         """``{"imap", "gramcol"}``: float32 CPU ``[concepts, latent_frames, grid_h, grid_w]``, mean over read layers."""
-        if self.imap_sum is None:
+        if self.sums is None:
             raise RuntimeError("no map layer was read: run the transformer inside concept_stream_attention()")
-        shape = (*self.grid, self.num_concepts)
-        return {
-            name: (total / self.num_reads).view(shape).permute(3, 0, 1, 2).float().contiguous().cpu()
-            for name, total in (("imap", self.imap_sum), ("gramcol", self.gramcol_sum))
-        }
+        means = self.sums[..., : self.num_concepts] / self.num_reads  # [2, frames, patches, concepts]
+        means = means.permute(0, 3, 1, 2).unflatten(3, self.grid[1:]).float().cpu()
+        return {"imap": means[0].contiguous(), "gramcol": means[1].contiguous()}
 
 
 class ConceptStream:
@@ -147,24 +145,44 @@ class ConceptStream:
         if attn.norm_q is not None:
             concept_queries = attn.norm_q(concept_queries)
         concept_values = _split_heads(attn.to_v(normed), attn.heads)
-        # Concept queries attend over [concept slots ; video tokens]; the video keys already carry RoPE.
-        keys = torch.cat([concept_keys, key[-1:, :, text_len:]], dim=2)
-        values = torch.cat([concept_values, value[-1:, :, text_len:]], dim=2)
-        attended = F.scaled_dot_product_attention(concept_queries, keys, values, attn_mask=self._key_bias(keys))
-        del keys, values
+        attended = self._attend(
+            concept_queries, concept_keys, concept_values, key[-1:, :, text_len:], value[-1:, :, text_len:]
+        )
         attended = attended.transpose(1, 2).flatten(2)  # [1, slots, heads * head_dim]
         attended = attn.to_out[1](attn.to_out[0](attended))
         hidden = self.hidden + gate * attended
         shift, scale, gate = _text_modulation(block.norm2, self.temb)
         self.hidden = hidden + gate * block.ff(block.norm2.norm(hidden) * (1 + scale) + shift)
 
-    def _key_bias(self, keys: torch.Tensor) -> torch.Tensor | None:
-        """Additive logits over the keys: log(n0) on the null slot, so it weighs as its n0 identical copies."""
-        if self.null_weight == 1:
-            return None
-        bias = keys.new_zeros(1, 1, 1, keys.shape[2])  # broadcast over batch, heads and queries
-        bias[..., self.embeddings.shape[1] - 1] = math.log(self.null_weight)
-        return bias
+    def _attend(
+        self,
+        queries: torch.Tensor,
+        keys: torch.Tensor,
+        values: torch.Tensor,
+        video_keys: torch.Tensor,
+        video_values: torch.Tensor,
+    ) -> torch.Tensor:
+        """Concept queries over [concept slots ; video tokens] keys, all ``[1, heads, tokens, head_dim]``.
+
+        The video keys already carry RoPE. The joined keys and values are copies, so heads go in chunks to keep
+        them near CHUNK_BYTES instead of two more video-sized tensors.
+        """
+        num_slots = keys.shape[2]
+        num_keys = num_slots + video_keys.shape[2]
+        bias = None
+        if self.null_weight > 1:  # log(n0) on the null slot: it weighs as its n0 identical copies
+            bias = keys.new_zeros(1, 1, 1, num_keys)
+            bias[..., num_slots - 1] = math.log(self.null_weight)
+        chunk = max(1, CHUNK_BYTES // (2 * num_keys * keys.shape[3] * keys.element_size()))
+        attended = []
+        for start in range(0, keys.shape[1], chunk):
+            heads = slice(start, start + chunk)
+            joined_keys = torch.cat([keys[:, heads], video_keys[:, heads]], dim=2)
+            joined_values = torch.cat([values[:, heads], video_values[:, heads]], dim=2)
+            attended.append(
+                F.scaled_dot_product_attention(queries[:, heads], joined_keys, joined_values, attn_mask=bias)
+            )
+        return torch.cat(attended, dim=1)
 
 
 class ConceptStreamAttnProcessor:
@@ -236,13 +254,19 @@ def check_readout_arguments(
         raise ConfigError("maps.layers is empty; give at least one transformer block index")
     missing = [i for i in layers if not 0 <= i < num_blocks]
     if missing:
-        raise ConfigError(f"map layers {missing} do not exist: the model has blocks 0..{num_blocks - 1}; fix maps.layers")
+        raise ConfigError(
+            f"map layers {missing} do not exist: the model has blocks 0..{num_blocks - 1}; fix maps.layers"
+        )
     if not 1 <= top_k <= cfg.num_attention_heads:
-        raise ConfigError(f"maps.top_k_heads is {top_k}; it must be between 1 and the model's {cfg.num_attention_heads} heads")
+        raise ConfigError(
+            f"maps.top_k_heads is {top_k}; it must be between 1 and the model's {cfg.num_attention_heads} heads"
+        )
     if concept_slots not in CONCEPT_SLOTS:
         raise ConfigError(f"maps.concept_slots is {concept_slots!r}; choose one of {', '.join(CONCEPT_SLOTS)}")
     if concept_embeds.ndim != 2 or concept_embeds.shape[1] != cfg.text_embed_dim:
-        raise ConfigError(f"concept embeddings have shape {tuple(concept_embeds.shape)}; expected [concepts, {cfg.text_embed_dim}]")
+        raise ConfigError(
+            f"concept embeddings have shape {tuple(concept_embeds.shape)}; expected [concepts, {cfg.text_embed_dim}]"
+        )
     num_concepts, text_len = concept_embeds.shape[0], cfg.max_text_seq_length
     if not 1 <= num_concepts <= text_len:
         raise ConfigError(f"{num_concepts} class names given; the model reads 1 to {text_len} (its text slots)")
@@ -284,7 +308,8 @@ def concept_stream_attention(
     num_slots = num_concepts + (min(num_null, 1) if concept_slots == "compact" else num_null)
     null_weight = num_null if concept_slots == "compact" and num_null > 0 else 1
     # Padding slots hold u = 0, so they all embed to the text projection's bias.
-    slot_inputs = torch.zeros(num_slots, concept_embeds.shape[1], dtype=text_proj.weight.dtype, device=text_proj.weight.device)
+    weight = text_proj.weight
+    slot_inputs = torch.zeros(num_slots, concept_embeds.shape[1], dtype=weight.dtype, device=weight.device)
     slot_inputs[:num_concepts] = concept_embeds.to(slot_inputs)
     slot_weights = torch.ones(num_slots, dtype=torch.float32, device=slot_inputs.device)
     slot_weights[-1] = null_weight
