@@ -4,7 +4,6 @@ re-implementation of method.md §5-§9 written here with explicit loops."""
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -27,15 +26,6 @@ from vidseg.models.forward import predict_velocity, rotary_embedding
 
 TEXT_LEN = 16  # max_text_seq_length of the tiny models = number of concept slots
 TEXT_DIM = 32
-
-
-@pytest.fixture(autouse=True, scope="module")
-def single_thread() -> Iterator[None]:
-    """The tensors here are tiny: extra threads only add synchronisation, which is slow on a busy machine."""
-    num_threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(num_threads)
 
 
 def make_transformer(rope: bool, num_layers: int = 3) -> CogVideoXTransformer3DModel:

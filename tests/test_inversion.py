@@ -11,15 +11,6 @@ from vidseg.models.load import load_model
 from vidseg.models.tiny import COGVIDEOX_2B_SCHEDULER, COGVIDEOX_5B_SCHEDULER
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """Tiny-model ops are far too small for intra-op threads; on busy cores 2 threads make them ~100x slower."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.fixture(scope="module")
 def tiny(tiny_model_dir):
     return load_model(str(tiny_model_dir))

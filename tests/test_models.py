@@ -7,7 +7,6 @@ import shutil
 import socket
 import time
 from importlib import resources
-from pathlib import Path
 
 import pytest
 import torch
@@ -16,15 +15,6 @@ from vidseg.errors import ConfigError, ModelLoadError
 from vidseg.models import load as load_module
 from vidseg.models.load import CONCEPT_MAX_TOKENS, default_prompt, load_model
 from vidseg.models.tiny import make_tiny_model
-
-
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """Tiny-model ops are far too small for intra-op threads; on busy cores 2 threads make them ~100x slower."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ with 130. ``--debug`` shows the traceback instead.
 from __future__ import annotations
 
 import functools
-from pathlib import Path
 from typing import Any, Callable, Optional
 
 import typer
