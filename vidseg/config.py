@@ -72,10 +72,14 @@ class MapsConfig:
 
 @dataclass
 class ProbsConfig:
-    """Saliency maps to per-pixel class probabilities (index 0 = background)."""
+    """Saliency maps to per-pixel class probabilities (index 0 = background); see ``vidseg.probs``."""
 
-    temperature: float = 1.0  # softmax temperature over the z-scored class maps
-    background: float = 0.0  # background logit, in the same z-score units as the class maps
+    # How each class map is put on a common scale before the softmax, independent of the number of classes:
+    # class (divide each class map by its own RMS over the clip, keeping the sign: > 0 means the class beats the
+    # null concept) | clip (one RMS over all classes) | otsu (per class, centre on its Otsu threshold) | none.
+    calibration: str = "class"
+    temperature: float = 1.0  # softmax temperature over the calibrated class logits
+    background: float | None = 0.0  # background logit in calibrated units; null = no background class
 
 
 @dataclass
@@ -84,22 +88,30 @@ class UpsampleConfig:
 
     method: str = "guided"  # guided | bilinear | anyup
     anyup_checkpoint: str | None = None  # path to anyup_paper.pth or anyup_multi_backbone.pth
-    guided_radius: int = 8
-    guided_eps: float = 0.01
+    anyup_max_queries: int | None = None  # output pixels per AnyUp attention chunk; null: 16384 on CPU, 262144 on GPU
+    guided_radius: float = 0.5  # guided-filter window radius in low-resolution cells (x16 upsampling: 8 px)
+    guided_eps: float = 0.01  # guided-filter regulariser in (RGB/255)^2 units; larger follows colour edges less
+    # Per frame, classes whose low-resolution probability never reaches this fraction of the pixel's top
+    # probability are left out of upsampling and the CRF (long class lists cost only what occurs); 0 keeps all.
+    class_keep_ratio: float = 0.5
 
 
 @dataclass
 class CrfConfig:
-    """Dense CRF refinement of the upsampled probabilities."""
+    """Dense CRF refinement of the upsampled probabilities (pydensecrf2); see ``vidseg.refine.crf``."""
 
-    enabled: bool = True
-    mode: str = "2d"  # 2d (per frame) | 3d (x, y, t, colour over short windows)
-    iterations: int = 5
-    gaussian_sxy: float = 3.0
-    gaussian_compat: float = 3.0
-    bilateral_sxy: float = 60.0
-    bilateral_srgb: float = 10.0
-    bilateral_compat: float = 5.0
+    enabled: bool | None = None  # null: run when pydensecrf is installed, else warn once; true: required; false: off
+    mode: str = "2d"  # 2d (per frame) | 3d (x, y, t, colour over windows of frames)
+    iterations: int = 5  # mean-field iterations
+    gaussian_sxy: float = 3.0  # smoothness kernel width, pixels
+    gaussian_compat: float = 3.0  # smoothness kernel weight
+    bilateral_sxy: float = 60.0  # appearance kernel width, pixels
+    bilateral_srgb: float = 10.0  # appearance kernel colour width, RGB levels
+    bilateral_compat: float = 5.0  # appearance kernel weight
+    temporal_window: int = 4  # 3d: frames per CRF window
+    temporal_overlap: int = 1  # 3d: frames shared by consecutive windows (their marginals are averaged)
+    temporal_sdt: float = 1.0  # 3d: kernel width along time, frames
+    max_pixels: int = 1280 * 720  # larger frames run the CRF on a downscaled copy (marginals scaled back up)
 
 
 @dataclass
@@ -155,6 +167,18 @@ class VidsegConfig:
             raise ConfigError(f"maps.top_k_heads is {m.top_k_heads}; it must be at least 1")
         if self.probs.temperature <= 0:
             raise ConfigError(f"probs.temperature is {self.probs.temperature}; it must be positive")
+        _check_choice("probs.calibration", self.probs.calibration, ("class", "clip", "otsu", "none"))
+        up, crf = self.upsample, self.crf
+        if up.guided_radius <= 0 or up.guided_eps <= 0:
+            raise ConfigError(f"upsample.guided_radius ({up.guided_radius}) and guided_eps ({up.guided_eps}) "
+                              f"must be positive")
+        if not 0 <= up.class_keep_ratio <= 1:
+            raise ConfigError(f"upsample.class_keep_ratio is {up.class_keep_ratio}; it must be in [0, 1]")
+        if crf.iterations < 1 or crf.max_pixels < 1:
+            raise ConfigError(f"crf.iterations ({crf.iterations}) and crf.max_pixels ({crf.max_pixels}) must be >= 1")
+        if not 0 <= crf.temporal_overlap < crf.temporal_window:
+            raise ConfigError(f"crf.temporal_overlap is {crf.temporal_overlap}; it must be in "
+                              f"[0, {crf.temporal_window}) (crf.temporal_window)")
         _check_choice("upsample.method", self.upsample.method, ("guided", "bilinear", "anyup"))
         if self.upsample.method == "anyup" and not self.upsample.anyup_checkpoint:
             raise ConfigError("upsample.method is anyup but no checkpoint was given; pass --anyup-checkpoint PATH")
