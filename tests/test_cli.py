@@ -146,3 +146,23 @@ def test_predict_5b_preset_with_rope_model_on_vp9_and_av1(tiny_rope_model_dir, v
         labels = json.loads((out / video.stem / "labels.json").read_text())
         assert labels["settings"]["model"]["model"] == str(tiny_rope_model_dir)
         assert len(list((out / video.stem / "masks").glob("*.png"))) == 12
+
+
+def test_saliency_npz_reloads_for_model_free_post_processing(tiny_model_dir, video_factory, tmp_path):
+    from vidseg.config import load_config
+    from vidseg.pipeline import export_labels, load_saliency
+
+    video = video_factory("clip.mp4", num_frames=15)
+    out = tmp_path / "out"
+    result = run_cli("predict", video, "--classes", "cat", "dog", "--model", tiny_model_dir, "--out", out,
+                     "--no-overlay", "--no-crf", "--upsampler", "bilinear", "-q")
+    assert result.exit_code == 0, result.output
+    config = load_config("cogvideox-2b", model_dir_config=tiny_model_dir / "vidseg.yaml",
+                         overrides=["crf.enabled=false", "upsample.method=bilinear", "export.overlay=false"])
+    reloaded = load_saliency(out / "clip" / "saliency.npz", video)
+    assert reloaded.classes == ["cat", "dog"]
+    export_labels(reloaded, tmp_path / "again", config)
+    for first in sorted((out / "clip" / "masks").glob("*.png")):
+        again = np.asarray(Image.open(tmp_path / "again" / "masks" / first.name))
+        # float16 storage of the maps may flip a handful of near-tie pixels, no more
+        assert (again != np.asarray(Image.open(first))).mean() < 0.01

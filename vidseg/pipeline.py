@@ -2,7 +2,8 @@
 
 ``VideoSegmenter`` is a small stateful API over the heavy model (in the spirit of SAM 2's video predictor): build it
 once, then ``compute_saliency`` runs the model on a video (the expensive part) and ``export_labels`` turns saliency
-into label maps and files without touching the model, so post-processing can be re-run from ``saliency.npz``.
+into label maps and files without touching the model; ``load_saliency`` rebuilds a result from ``saliency.npz``, so
+post-processing can be re-run without the model.
 """
 
 from __future__ import annotations
@@ -348,6 +349,35 @@ class VideoSegmenter:
             yield self.export_labels(result, Path(out_dir) / Path(videos[i]).stem, progress=progress)
 
 
+def load_saliency(path: str | Path, video: str | Path, *, reader: str = "auto") -> SaliencyResult:
+    """Rebuild a ``SaliencyResult`` from a ``saliency.npz`` written by ``export_labels`` and its video, so labels can
+    be made again (other thresholds, upsampler or CRF) without the model.
+    """
+    from vidseg.export import read_saliency_npz
+    from vidseg.video.read import open_video
+    from vidseg.video.sample import SamplingPlan, blend_windows
+
+    maps, meta = read_saliency_npz(path)
+    with open_video(video, reader=reader) as opened:
+        info = opened.info
+    if info.num_frames != meta["num_frames"]:
+        raise ConfigError(f"{video} has {info.num_frames} frames but {path} was made from {meta['num_frames']}; "
+                          "pass the video the saliency was computed from")
+    per_window = int(meta["latent_frames_per_window"])
+    window_maps = list(torch.from_numpy(maps.astype(np.float32)).split(per_window, dim=1))
+    plan = SamplingPlan(
+        num_frames=info.num_frames,
+        sampled_frames=np.asarray(meta["sampled_frames"], dtype=np.int64),
+        windows=[np.asarray(w, dtype=np.int64) for w in meta["window_sampled_frames"]],
+        window_weights=[np.asarray(w, dtype=np.float32) for w in meta["window_weights"]],
+    )
+    return SaliencyResult(
+        source=Path(video), classes=list(meta["classes"]), prompt=meta["prompt"], info=info, plan=plan,
+        window_maps=window_maps, sampled=blend_windows(plan, window_maps), valid_box=tuple(meta["valid_box"]),
+        timestep=int(meta["timestep"]),
+    )
+
+
 def frame_saliency(result: SaliencyResult, frame_indices: np.ndarray) -> torch.Tensor:
     """Saliency of original frames ``frame_indices`` [T], interpolated from the nearest sampled frames → [T, C, h, w]."""
     from vidseg.video.sample import frame_interpolation
@@ -435,10 +465,12 @@ def _write_saliency(path: Path, result: SaliencyResult, write_saliency_npz: Any)
         "timestep": result.timestep,
         "latent_frames_per_window": int(result.window_maps[0].shape[1]),
         "window_sampled_frames": [w.tolist() for w in result.plan.windows],
+        "window_weights": [w.tolist() for w in result.plan.window_weights],
         "sampled_frames": result.plan.sampled_frames.tolist(),
         "num_frames": result.info.num_frames,
         "fps": result.info.fps,
         "video_size": [result.info.height, result.info.width],
+        "valid_box": list(result.valid_box),
     }
     write_saliency_npz(path, maps, metadata)
 
