@@ -395,6 +395,9 @@ def pipeline_stages(setup: Setup, meter: Meter, workdir: Path) -> dict[str, Any]
         frame_idx = plan.sampled_frames[plan.windows[0]]
         frames = reader.read(frame_idx)  # [T, H, W, 3] at the source size
         pixels, valid_box = fit_frames(frames, height, width, resize=cfg.video.resize)
+        # The pipeline keeps its reader open for every window; here it is done, and decord's buffers (a few
+        # hundred MB for 720p) would otherwise count in every later stage's peak.
+        reader.close()
     meter.stages[-1].note = f"{video.name}: {setup.frames} frames {info.width}x{info.height} -> {height}x{width}"
 
     with meter.measure("VAE encode", f"{setup.frames} x {height} x {width}"):
