@@ -89,7 +89,7 @@ class UpsampleConfig:
     method: str = "guided"  # guided | bilinear | anyup
     anyup_checkpoint: str | None = None  # path to anyup_paper.pth or anyup_multi_backbone.pth
     anyup_max_queries: int | None = None  # output pixels per AnyUp attention chunk; null: 16384 on CPU, 262144 on GPU
-    guided_radius: float = 0.5  # guided-filter window radius in low-resolution cells (x16 upsampling: 8 px)
+    guided_radius: float = 0.25  # guided-filter window radius in low-resolution cells (x16 upsampling: 4 px)
     guided_eps: float = 0.01  # guided-filter regulariser in (RGB/255)^2 units; larger follows colour edges less
     # Per frame, classes whose low-resolution probability never reaches this fraction of the pixel's top
     # probability are left out of upsampling and the CRF (long class lists cost only what occurs); 0 keeps all.
@@ -102,12 +102,14 @@ class CrfConfig:
 
     enabled: bool | None = None  # null: run when pydensecrf is installed, else warn once; true: required; false: off
     mode: str = "2d"  # 2d (per frame) | 3d (x, y, t, colour over windows of frames)
+    # Defaults chosen by tools/refine_bench.py --sweep on real frames: a narrow appearance kernel and no smoothness
+    # kernel. Image-paper settings (bilateral 80 / 13 / 10, gaussian 3 / 3) erase thin parts of people at this scale.
     iterations: int = 5  # mean-field iterations
-    gaussian_sxy: float = 3.0  # smoothness kernel width, pixels
-    gaussian_compat: float = 3.0  # smoothness kernel weight
-    bilateral_sxy: float = 60.0  # appearance kernel width, pixels
-    bilateral_srgb: float = 10.0  # appearance kernel colour width, RGB levels
-    bilateral_compat: float = 5.0  # appearance kernel weight
+    gaussian_sxy: float = 3.0  # smoothness kernel width, pixels at 480 rows (scaled with the frame height)
+    gaussian_compat: float = 0.0  # smoothness kernel weight; 0 = no smoothness kernel
+    bilateral_sxy: float = 15.0  # appearance kernel width, pixels at 480 rows (scaled with the frame height)
+    bilateral_srgb: float = 3.0  # appearance kernel colour width, RGB levels
+    bilateral_compat: float = 3.0  # appearance kernel weight
     temporal_window: int = 4  # 3d: frames per CRF window
     temporal_overlap: int = 1  # 3d: frames shared by consecutive windows (their marginals are averaged)
     temporal_sdt: float = 1.0  # 3d: kernel width along time, frames
@@ -174,6 +176,10 @@ class VidsegConfig:
                               f"must be positive")
         if not 0 <= up.class_keep_ratio <= 1:
             raise ConfigError(f"upsample.class_keep_ratio is {up.class_keep_ratio}; it must be in [0, 1]")
+        if min(crf.gaussian_sxy, crf.bilateral_sxy, crf.bilateral_srgb, crf.temporal_sdt) <= 0 or \
+                min(crf.gaussian_compat, crf.bilateral_compat) < 0:
+            raise ConfigError("crf kernel widths (gaussian_sxy, bilateral_sxy, bilateral_srgb, temporal_sdt) must be "
+                              "positive and the compat weights non-negative")
         if crf.iterations < 1 or crf.max_pixels < 1:
             raise ConfigError(f"crf.iterations ({crf.iterations}) and crf.max_pixels ({crf.max_pixels}) must be >= 1")
         if not 0 <= crf.temporal_overlap < crf.temporal_window:

@@ -129,6 +129,14 @@ class _CrossDecode(nn.Module):
         self.conv2d = nn.Conv2d(dim, dim, 3, padding=1, bias=False)
         self.cross_attn = _CrossAttention(dim)
 
+    def forward(self, queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
+                max_queries: int) -> torch.Tensor:
+        """``queries`` ``[B, D, H, W]``, ``keys`` ``[B, D, h, w]``, ``values`` ``[B, C, h, w]`` -> ``[B, C, H, W]``."""
+        queries = self.conv2d(queries).permute(0, 2, 3, 1)  # [B, H, W, D]
+        keys = keys.permute(0, 2, 3, 1)  # [B, h, w, D]
+        return torch.stack([windowed_cross_attention(self, q, k, v, max_queries)
+                            for q, k, v in zip(queries, keys, values)])
+
 
 class AnyUp(nn.Module):
     """AnyUp feature upsampler (paper defaults: qk_dim 128, 4 heads, LFU kernel 5, window ratio 0.1).
@@ -168,19 +176,18 @@ class AnyUp(nn.Module):
         h, w = features.shape[-2:]
         chunk = self.max_queries
         pixels = image[0].permute(1, 2, 0).reshape(H * W, 3)  # row-major pixels, channels last
-        encoded, _ = _run_encoder(self.image_encoder, pixels, chunk)
+        encoded = _run_encoder(self.image_encoder, pixels, chunk)
         self.rope.rotate_(encoded, H, W, max(1, chunk // W))
 
-        keys, _ = _run_encoder(self.key_encoder, encoded, chunk)
+        keys = _run_encoder(self.key_encoder, encoded, chunk)
         keys = F.adaptive_avg_pool2d(_as_image(keys, H, W), (h, w))
         keys = self.aggregation(torch.cat([keys, self.key_features_encoder(F.normalize(features, dim=1))], dim=1))
-        queries, _ = _run_encoder(self.query_encoder, encoded, chunk)
+        queries = _run_encoder(self.query_encoder, encoded, chunk)
         del encoded
         queries = _as_image(queries, H, W)
         if (H, W) != output_size:
             queries = F.adaptive_avg_pool2d(queries, output_size)
-        queries = self.cross_decode.conv2d(queries).permute(0, 2, 3, 1)[0]  # [H', W', D]
-        return _windowed_attention(self.cross_decode, queries, keys[0].permute(1, 2, 0), features[0], chunk)[None]
+        return self.cross_decode(queries, keys, features, chunk)
 
 
 def _encoder(in_channels: int, dim: int, kernel_size: int = 1) -> nn.Sequential:
@@ -230,7 +237,7 @@ class _GroupMoments:
         return scale.to(self.shift.dtype), offset.to(self.shift.dtype)
 
 
-def _run_encoder(encoder: nn.Sequential, pixels: torch.Tensor, chunk: int) -> tuple[torch.Tensor, _GroupMoments]:
+def _run_encoder(encoder: nn.Sequential, pixels: torch.Tensor, chunk: int) -> torch.Tensor:
     """Apply a 1x1-conv encoder (first conv + two ResBlocks) to ``[N, D_in]`` pixels -> ``[N, D]`` in chunks.
 
     Equal to running the module on the image: 1x1 convs are per-pixel matrix products, and every GroupNorm
@@ -242,13 +249,14 @@ def _run_encoder(encoder: nn.Sequential, pixels: torch.Tensor, chunk: int) -> tu
     moments = _GroupMoments()
     for start in range(0, pixels.shape[0], chunk):
         moments.update(torch.mm(pixels[start: start + chunk], weight, out=out[start: start + chunk]))
-    for block in blocks:
-        out, moments = _run_resblock(block, out, moments, chunk)
-    return out, moments
+    for i, block in enumerate(blocks):
+        out, moments = _run_resblock(block, out, moments, chunk, track_output=i < len(blocks) - 1)
+    return out
 
 
-def _run_resblock(block: _ResBlock, x: torch.Tensor, x_moments: _GroupMoments,
-                  chunk: int) -> tuple[torch.Tensor, _GroupMoments]:
+def _run_resblock(block: _ResBlock, x: torch.Tensor, x_moments: _GroupMoments, chunk: int,
+                  track_output: bool) -> tuple[torch.Tensor, _GroupMoments | None]:
+    """``x + block(x)`` over ``[N, D]`` pixels; the output's moments only when a GroupNorm reads it next."""
     norm_in, _, conv_in, norm_mid, _, conv_out = block.block
     scale, offset = x_moments.affine(norm_in)
     w_in, w_out = conv_in.weight[:, :, 0, 0].t(), conv_out.weight[:, :, 0, 0].t()
@@ -258,15 +266,17 @@ def _run_resblock(block: _ResBlock, x: torch.Tensor, x_moments: _GroupMoments,
         part = torch.addcmul(offset, x[start: start + chunk], scale)
         hidden_moments.update(torch.mm(F.silu(part, inplace=True), w_in, out=hidden[start: start + chunk]))
     scale, offset = hidden_moments.affine(norm_mid)
-    out_moments = _GroupMoments()
+    out_moments = _GroupMoments() if track_output else None
     for start in range(0, x.shape[0], chunk):
         stop = start + chunk
         part = F.silu(torch.addcmul(offset, hidden[start:stop], scale), inplace=True)
-        out_moments.update(torch.addmm(x[start:stop], part, w_out, out=hidden[start:stop]))  # x + block(x)
+        torch.addmm(x[start:stop], part, w_out, out=hidden[start:stop])  # x + block(x)
+        if out_moments is not None:
+            out_moments.update(hidden[start:stop])
     return hidden, out_moments
 
 
-def _windowed_attention(decode: _CrossDecode, queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
+def windowed_cross_attention(decode: _CrossDecode, queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
                         max_queries: int) -> torch.Tensor:
     """Each output pixel attends only to the low-resolution cells in its window (``window_bounds``).
 
@@ -284,6 +294,7 @@ def _windowed_attention(decode: _CrossDecode, queries: torch.Tensor, keys: torch
     num_heads, head_dim = decode.num_heads, D // decode.num_heads
     w_q, w_k = attn.attention.in_proj_weight[:D], attn.attention.in_proj_weight[D: 2 * D]
     b_q, b_k = attn.attention.in_proj_bias[:D], attn.attention.in_proj_bias[D: 2 * D]
+    w_q, b_q = w_q * head_dim ** -0.5, b_q * head_dim ** -0.5  # the attention scale, folded into the projection
     keys = F.linear(attn.norm_k(keys), w_k, b_k)  # [h, w, D]
     values = values.permute(1, 2, 0)  # [h, w, C]
 
@@ -308,19 +319,24 @@ def _windowed_attention(decode: _CrossDecode, queries: torch.Tensor, keys: torch
     out = queries.new_empty(H, W, C)
     row_offsets = torch.arange(span_r, device=device)
     rows_per_chunk = max(1, max_queries // (num_tiles * tile))
+    masks: dict[bytes, torch.Tensor] = {}  # additive -inf masks by row pattern: interior runs share one
     for start, stop in _runs_of_equal(row_lo, rows_per_chunk):
         n = stop - start
         key_rows = (row_lo[start] + row_offsets).clamp(max=h - 1)  # [span_r]
         row_ok = row_lo[start] + row_offsets < row_hi[start:stop, None]  # [n, span_r]
+        pattern = row_ok.cpu().numpy().tobytes()
+        if pattern not in masks:
+            allowed = row_ok[None, :, None, :, None] & col_ok[:, None, :, None, :]  # [T, n, L, span_r, span_c]
+            masks[pattern] = torch.zeros(allowed.shape, dtype=queries.dtype, device=device).masked_fill_(
+                ~allowed, float("-inf")).reshape(num_tiles, 1, n * tile, num_keys)
         # Keys and values of every tile's window: [T, span_r, span_c, .] -> [T, M, .].
         k_win = keys[key_rows[None, :, None], key_cols[:, None, :]].reshape(num_tiles, num_keys, num_heads, head_dim)
         v_win = values[key_rows[None, :, None], key_cols[:, None, :]].reshape(num_tiles, num_keys, C)
         q = F.linear(attn.norm_q(queries[start:stop][:, tile_cols]), w_q, b_q)  # [n, T, L, D]
         q = q.view(n, num_tiles, tile, num_heads, head_dim).permute(1, 3, 0, 2, 4).reshape(
             num_tiles, num_heads, n * tile, head_dim)
-        logits = torch.matmul(q * head_dim ** -0.5, k_win.permute(0, 2, 3, 1))  # [T, heads, n*L, M]
-        allowed = (row_ok[None, :, None, :, None] & col_ok[:, None, :, None, :]).reshape(num_tiles, 1, n * tile, num_keys)
-        probs = logits.masked_fill_(~allowed, float("-inf")).softmax(dim=-1).mean(dim=1)  # [T, n*L, M]
+        logits = torch.matmul(q, k_win.permute(0, 2, 3, 1))  # [T, heads, n*L, M]
+        probs = logits.add_(masks[pattern]).softmax(dim=-1).mean(dim=1)  # [T, n*L, M]
         result = torch.bmm(probs, v_win).view(num_tiles, n, tile, C).permute(1, 0, 2, 3)  # [n, T, L, C]
         out[start:stop, out_cols] = result[:, tile_valid]
     return out.permute(2, 0, 1)

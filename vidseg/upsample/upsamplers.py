@@ -60,16 +60,12 @@ class GuidedFilterUpsampler:
     def __call__(self, frame: np.ndarray, probs: np.ndarray) -> np.ndarray:
         ximgproc = _ximgproc()
         H, W = frame.shape[:2]
-        K, h, w = probs.shape
+        h, w = probs.shape[1:]
         radius_px = max(1, round(self.radius * 0.5 * (H / h + W / w)))
         guide = frame.astype(np.float32) / 255.0
         smooth = _resize_bilinear(probs, (H, W))  # [K, H, W]
-        out = np.empty_like(smooth)
         guided = ximgproc.createGuidedFilter(guide, radius_px, self.eps)  # box statistics of the guide, reused
-        for start in range(0, K, _CV_MAX_CHANNELS):
-            part = np.ascontiguousarray(smooth[start:start + _CV_MAX_CHANNELS].transpose(1, 2, 0))  # [H, W, k]
-            filtered = guided.filter(part)
-            out[start:start + _CV_MAX_CHANNELS] = (filtered[..., None] if filtered.ndim == 2 else filtered).transpose(2, 0, 1)
+        out = _map_channel_groups(guided.filter, smooth)
         return _renormalise(out)
 
 
@@ -166,14 +162,18 @@ def _resize_bilinear(probs: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """``[K, h, w]`` -> ``[K, H, W]`` float32, bilinear with pixel-centre alignment (OpenCV ``INTER_LINEAR``)."""
     import cv2
 
-    K = probs.shape[0]
     H, W = size
-    out = np.empty((K, H, W), dtype=np.float32)
-    for start in range(0, K, _CV_MAX_CHANNELS):
-        part = np.ascontiguousarray(probs[start:start + _CV_MAX_CHANNELS].transpose(1, 2, 0), dtype=np.float32)
-        resized = cv2.resize(part, (W, H), interpolation=cv2.INTER_LINEAR)
-        out[start:start + _CV_MAX_CHANNELS] = (resized[..., None] if resized.ndim == 2 else resized).transpose(2, 0, 1)
-    return out
+    return _map_channel_groups(lambda part: cv2.resize(part, (W, H), interpolation=cv2.INTER_LINEAR), probs)
+
+
+def _map_channel_groups(fn: Callable[[np.ndarray], np.ndarray], maps: np.ndarray) -> np.ndarray:
+    """Apply an OpenCV image function to ``maps`` ``[K, h, w]`` as ``[h, w, k]`` images of at most
+    ``_CV_MAX_CHANNELS`` channels; returns float32 ``[K, H', W']``."""
+    parts = []
+    for start in range(0, maps.shape[0], _CV_MAX_CHANNELS):
+        part = fn(np.ascontiguousarray(maps[start:start + _CV_MAX_CHANNELS].transpose(1, 2, 0), dtype=np.float32))
+        parts.append(part[None] if part.ndim == 2 else part.transpose(2, 0, 1))  # OpenCV drops a single channel
+    return np.ascontiguousarray(np.concatenate(parts), dtype=np.float32)
 
 
 def _renormalise(probs: np.ndarray) -> np.ndarray:
