@@ -184,7 +184,7 @@ def gramcol_saliency(mask: np.ndarray, frame: np.ndarray, num_classes: int, seed
     return (total / num_maps).astype(np.float32)[None]
 
 
-def calibration_study(samples) -> None:
+def calibration_study(samples, bilinear_table: bool = True) -> None:
     """Which calibration lets one background setting work for 1, 2, 5 and 10 classes (one present)."""
     class_counts = (1, 2, 5, 10)
     maps = {(name, c, seed): gramcol_saliency(mask, frame, c, seed)
@@ -213,7 +213,7 @@ def calibration_study(samples) -> None:
     }
     print(f"\nbilinear, no CRF\n| calibration | background | {header} | worst |")
     print("|---|---|" + "---|" * (len(class_counts) + 1))
-    for calibration, options in backgrounds.items():
+    for calibration, options in backgrounds.items() if bilinear_table else ():
         for background in options:
             row = scores(calibration, background, 1.0, "bilinear", False)
             print(f"| {calibration} | {background} | " + " | ".join(f"{s:.3f}" for s in row) + f" | {min(row):.3f} |")
@@ -221,7 +221,7 @@ def calibration_study(samples) -> None:
     print(f"\nguided + CRF (defaults), calibration {defaults.calibration}, background {defaults.background}\n"
           f"| temperature | {header} | worst |")
     print("|---|" + "---|" * (len(class_counts) + 1))
-    for temperature in (0.25, 0.5, 1.0, 2.0):
+    for temperature in (0.1, 0.25, 0.5, 1.0, 2.0):
         row = scores(defaults.calibration, defaults.background, temperature, UpsampleConfig(), CrfConfig(enabled=True))
         print(f"| {temperature} | " + " | ".join(f"{s:.3f}" for s in row) + f" | {min(row):.3f} |")
 
@@ -234,7 +234,10 @@ def main() -> None:
     parser.add_argument("--speed-frames", type=int, default=49)
     parser.add_argument("--speed-classes", type=int, default=5)
     parser.add_argument("--workers", type=int, default=0, help="worker processes for the speed line (0: all cores)")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     samples = load_judo(args.data)
     if not samples:
         raise SystemExit(f"no masks under {args.data}/masks")

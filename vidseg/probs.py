@@ -34,8 +34,8 @@ _EPS = 1e-6
 def saliency_to_probs(
     saliency: torch.Tensor,
     *,
-    temperature: float = 1.0,
-    background: float | None = 0.0,
+    temperature: float = 0.25,
+    background: float | None = 2.0,
     calibration: str = "class",
     reference: torch.Tensor | None = None,
 ) -> torch.Tensor:

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import sys
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +29,7 @@ MAX_CLASSES = 256  # labels are uint8
 
 _pool: tuple[int, ProcessPoolExecutor] | None = None
 _warned_missing_crf = False
+_warned_no_workers = False
 
 
 def to_labels(
@@ -182,17 +185,42 @@ def _num_workers(workers: int) -> int:
 
 def _run(task: Callable, jobs: Iterable[tuple], num_workers: int) -> Iterator:
     """Results of ``task(*job)`` in job order; in worker processes when ``num_workers > 1``."""
-    if num_workers == 1:
+    if num_workers == 1 or not _workers_can_start():
         yield from (task(*job) for job in jobs)
         return
     pool = _worker_pool(num_workers)
-    futures: list[Future] = [pool.submit(task, *job) for job in jobs]
+    futures: list[Future] = []
     try:
+        futures.extend(pool.submit(task, *job) for job in jobs)
         for future in futures:
             yield future.result()
+    except BrokenProcessPool:
+        _discard_pool()  # a worker died (e.g. killed for memory): the next call starts a fresh pool
+        raise
     finally:
         for future in futures:
             future.cancel()
+
+
+def _workers_can_start() -> bool:
+    """Spawned workers re-import the caller's main script; a script read from stdin cannot be, so such callers
+    run in this process (warned once)."""
+    global _warned_no_workers
+    main_path = getattr(sys.modules.get("__main__"), "__file__", None)
+    if main_path is None or os.path.exists(main_path):
+        return True
+    if not _warned_no_workers:
+        warnings.warn(f"the main script {main_path!r} is not a file, so refinement runs in this process; "
+                      f"run a script file to use worker processes", stacklevel=4)
+        _warned_no_workers = True
+    return False
+
+
+def _discard_pool() -> None:
+    global _pool
+    if _pool is not None:
+        _pool[1].shutdown(wait=False, cancel_futures=True)
+    _pool = None
 
 
 def _worker_pool(num_workers: int) -> Executor:
@@ -205,8 +233,7 @@ def _worker_pool(num_workers: int) -> Executor:
     global _pool
     if _pool is not None and _pool[0] == num_workers:
         return _pool[1]
-    if _pool is not None:
-        _pool[1].shutdown(wait=False, cancel_futures=True)
+    _discard_pool()
     if "forkserver" in multiprocessing.get_all_start_methods():
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload([__name__])

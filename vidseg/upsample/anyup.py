@@ -1,11 +1,11 @@
 """AnyUp: universal feature upsampling, re-implemented for checkpoint compatibility and windowed attention.
 
 Attribution (CC BY 4.0): this module re-implements the architecture of
-"AnyUp: Universal Feature Upsampling", T. Wimmer, P. Truong, M.-J. Rakotosaona, M. Oechsle, F. Tombari,
-B. Schiele, J. E. Lenssen, arXiv 2510.12764 (ICLR 2026), https://github.com/wimmerth/anyup, licensed under
-CC BY 4.0 (https://creativecommons.org/licenses/by/4.0/). Changes: written from scratch for vidseg (no code
-copied); the windowed cross-attention is computed directly over each query's key window instead of as dense
-attention with an ``H*W x h*w`` mask; the released checkpoints (``anyup_paper.pth``,
+"AnyUp: Universal Feature Upsampling", Wimmer, Truong, Rakotosaona, Oechsle, Tombari, Schiele and Lenssen,
+arXiv 2510.12764 (ICLR 2026), https://github.com/wimmerth/anyup, licensed under CC BY 4.0
+(https://creativecommons.org/licenses/by/4.0/). Changes: written from scratch for vidseg (no code copied); the
+windowed cross-attention is computed directly over each query's key window instead of as dense attention with
+an ``H*W x h*w`` mask; full-resolution layers run in chunks. The released checkpoints (``anyup_paper.pth``,
 ``anyup_multi_backbone.pth``) load strictly because the module tree and parameter names are the same.
 
 Shapes: guidance image ``[B, 3, H, W]`` (ImageNet-normalised), features ``[B, C, h, w]`` with any ``C``,
