@@ -132,6 +132,8 @@ def test_bad_inputs_raise():
         to_labels(frames.astype(np.float32), probs, crf=False, workers=1)
     with pytest.raises(ConfigError, match="workers"):
         to_labels(frames, probs, crf=False, workers=-1)
+    with pytest.raises(ConfigError, match="crf.mode"):
+        to_labels(frames, probs, crf=CrfConfig(mode="4d"), workers=1)
 
 
 @requires_crf

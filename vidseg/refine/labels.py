@@ -115,7 +115,8 @@ class _RefineGroup:
         self.upsample = upsample
         self.crf = crf
 
-    def __call__(self, frames: np.ndarray, probs: np.ndarray, classes: np.ndarray):
+    def __call__(self, frames: np.ndarray, probs: np.ndarray,
+                 classes: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
         t, H, W = frames.shape[:3]
         temporal = self.crf is not None and self.crf.mode == "3d"
         if len(classes) == 1:
@@ -152,6 +153,11 @@ def _resolve_crf(crf: bool | CrfConfig) -> CrfConfig | None:
     config = crf if isinstance(crf, CrfConfig) else CrfConfig(enabled=None if crf else False)
     if config.enabled is False:
         return None
+    if config.mode not in ("2d", "3d"):
+        raise ConfigError(f"crf.mode is {config.mode!r}; choose one of: 2d, 3d")
+    if not 0 <= config.temporal_overlap < config.temporal_window:
+        raise ConfigError(f"crf.temporal_overlap is {config.temporal_overlap}; it must be in "
+                          f"[0, {config.temporal_window}) (crf.temporal_window)")
     if config.enabled is True:
         require_densecrf()
         return config
