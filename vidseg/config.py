@@ -109,7 +109,7 @@ class CrfConfig:
     gaussian_sxy: float = 3.0  # smoothness kernel width, pixels at 480 rows (scaled with the frame height)
     gaussian_compat: float = 0.0  # smoothness kernel weight; 0 = no smoothness kernel
     bilateral_sxy: float = 15.0  # appearance kernel width, pixels at 480 rows (scaled with the frame height)
-    bilateral_srgb: float = 3.0  # appearance kernel colour width, RGB levels
+    bilateral_srgb: float = 4.0  # appearance kernel colour width, RGB levels
     bilateral_compat: float = 3.0  # appearance kernel weight
     temporal_window: int = 4  # 3d: frames per CRF window
     temporal_overlap: int = 1  # 3d: frames shared by consecutive windows (their marginals are averaged)
