@@ -428,6 +428,8 @@ def export_labels(
         indices = np.array([lookup[n] for n in frame_names], dtype=np.int64)
 
     background = None if fmt == "vspw" else config.probs.background
+    # Calibrate on the whole video's maps, not chunk by chunk, so every frame is scaled alike.
+    reference = result.sampled.permute(1, 0, 2, 3)  # [S, C, h, w]
     video = open_video(result.source, reader=config.video.reader, frame_folder_fps=config.video.frame_folder_fps)
     with video as reader, atomic_dir(out_dir) as tmp:
         writers = make_writers(
@@ -440,11 +442,9 @@ def export_labels(
             frames = reader.read(chunk)
             probs = saliency_to_probs(
                 frame_saliency(result, chunk), temperature=config.probs.temperature, background=background,
+                calibration=config.probs.calibration, reference=reference,
             )
-            labels = to_labels(
-                frames, probs, upsampler=config.upsample.method, crf=config.crf, workers=config.export.workers,
-                anyup_checkpoint=config.upsample.anyup_checkpoint,
-            )
+            labels = to_labels(frames, probs, upsampler=config.upsample, crf=config.crf, workers=config.export.workers)
             for j, idx in enumerate(chunk):
                 for writer in writers:
                     writer.add(int(idx), names[idx], labels[j], frames[j])
