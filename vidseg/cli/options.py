@@ -22,7 +22,7 @@ PromptOpt = typer.Option(None, "--prompt", help="Caption of the video. Default: 
 MapOpt = typer.Option(None, "--map", help="imap (motion-selected heads) or gramcol (all heads). Default: imap.")
 UpsamplerOpt = typer.Option(None, "--upsampler", help="guided, bilinear or anyup. Default: guided; anyup when --anyup-checkpoint is given.")
 AnyUpOpt = typer.Option(None, "--anyup-checkpoint", help="Path to anyup_paper.pth or anyup_multi_backbone.pth.")
-CrfOpt = typer.Option(None, "--crf/--no-crf", help="Dense CRF refinement per frame. Default: on.")
+CrfOpt = typer.Option(None, "--crf/--no-crf", help="Dense CRF refinement per frame. Default: on when pydensecrf2 is installed (--crf makes it required).")
 WorkersOpt = typer.Option(None, "--workers", help="Processes for refinement; 0 = one per CPU core. Default: 0.")
 QuietOpt = typer.Option(False, "--quiet", "-q", help="No progress display.")
 DebugOpt = typer.Option(False, "--debug", help="Show tracebacks for errors.")
