@@ -649,7 +649,7 @@ def overhead_table(result: dict[str, Any], cuda: bool) -> str:
                      _floats(r["cpu_seconds"]), f"{m[key]:,.0f}", f"{m[base]:,.0f}", f"{m[key] - m[base]:,.0f}"])
     verdict = {True: "within", False: "OVER", None: "tiny model: not judged against"}[result["within_limit"]]
     breakdown = result["imap_breakdown"]
-    parts = "; ".join(f"{label} {p['seconds']:.2f} s wall / {p['cpu_seconds']:.2f} s CPU in {p['calls']} calls"
+    parts = "; ".join(f"{label} {p['seconds']:.3f} s wall / {p['cpu_seconds']:.3f} s CPU in {p['calls']} calls"
                       for label, p in breakdown["parts"].items())
     return (_markdown(head, rows) + "\n\n"
             f"IMAP / stock time: x{result['time_ratio_wall']:.3f} wall (pairs {_floats(result['time_ratios_wall'])}), "
