@@ -165,3 +165,13 @@ def test_saliency_npz_reloads_for_model_free_post_processing(tiny_model_dir, vid
         again = np.asarray(Image.open(tmp_path / "again" / "masks" / first.name))
         # float16 storage of the maps may flip a handful of near-tie pixels, no more
         assert (again != np.asarray(Image.open(first))).mean() < 0.01
+
+
+@pytest.mark.parametrize("inversion", ["ddim", "renoise"])
+def test_predict_in_bfloat16(tiny_model_dir, video_factory, tmp_path, inversion):
+    """bf16 is the GPU default: latents kept in float32 by the inversion must reach the model in its dtype."""
+    video = video_factory("clip.mp4", num_frames=9)
+    result = run_cli("predict", video, "--classes", "dog", "--model", tiny_model_dir, "--out", tmp_path / "out",
+                     "--dtype", "bfloat16", "--inversion", inversion, "--no-crf", "--no-overlay", "-q")
+    assert result.exit_code == 0, result.output
+    assert len(list((tmp_path / "out" / "clip" / "masks").glob("*.png"))) == 9
