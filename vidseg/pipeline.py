@@ -9,7 +9,6 @@ post-processing can be re-run without the model.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import shutil
 import tempfile
@@ -27,8 +26,6 @@ import torch
 from vidseg import __version__
 from vidseg.config import VidsegConfig
 from vidseg.errors import ConfigError, OutputError
-
-logger = logging.getLogger(__name__)
 
 # Frames refined and written per batch: bounds memory for long, high-resolution videos.
 EXPORT_CHUNK = 16
