@@ -274,40 +274,27 @@ class VideoSegmenter:
         Returns the configured map ``[C, F_lat, h, w]`` (cropped to the valid region for ``resize: pad``), the valid
         box in model pixels and the read-out timestep.
         """
-        from vidseg.imap import extract_maps
-        from vidseg.inversion import encode_frames, invert_video, renoise_video
         from vidseg.video.sample import crop_to_valid, fit_frames
 
         progress = progress or _NoProgress()
         seconds = {} if seconds is None else seconds
         cfg, model, inv = self.config, self.model, self.config.inversion
-        device, dtype = model.device, model.dtype
-        prompt_embeds = prompt_embeds.to(device, dtype)
         with _timed(seconds, "vae"):
             progress.start(f"VAE encode {tag}")
             pixels, valid_box = fit_frames(frames, cfg.video.height, cfg.video.width, resize=cfg.video.resize)
-            latents = encode_frames(model.vae, pixels.to(device, dtype))
+            latents = model.encode_video(pixels)
             progress.finish()
         with _timed(seconds, "inversion"):
             if inv.method == "ddim":
                 progress.start(f"DDIM inversion {tag}", total=inv.num_steps - inv.readout_index)
-                noisy, timestep = invert_video(
-                    model.transformer, model.scheduler, latents, prompt_embeds,
-                    num_steps=inv.num_steps, readout_index=inv.readout_index,
-                    on_step=lambda i, n: progress.advance(),
-                )
             else:
                 progress.start(f"renoise {tag}")
-                noisy, timestep = renoise_video(
-                    model.scheduler, latents, num_steps=inv.num_steps, readout_index=inv.readout_index, seed=inv.seed,
-                )
+            noisy, timestep = model.noise_to_readout(latents, prompt_embeds, inv,
+                                                     on_step=lambda i, n: progress.advance())
             progress.finish()
         with _timed(seconds, "maps"):
             progress.start(f"read maps {tag}")
-            maps = extract_maps(
-                model.transformer, noisy.to(dtype), timestep, prompt_embeds, concept_embeds.to(device, dtype),
-                layers=cfg.maps.layers, top_k=cfg.maps.top_k_heads, concept_slots=cfg.maps.concept_slots,
-            )[cfg.maps.map]
+            maps = model.read_maps(noisy, timestep, prompt_embeds, concept_embeds, cfg.maps)[cfg.maps.map]
             progress.finish()
         return crop_to_valid(maps, valid_box, cfg.video.height, cfg.video.width), valid_box, timestep
 

@@ -49,9 +49,13 @@ def build_config(
     overlay: Optional[bool] = None,
 ) -> VidsegConfig:
     """Preset → model folder's vidseg.yaml → --config → --set → dedicated options; validated once."""
+    from vidseg.models.load import packaged_model_folder
+
     model_dir_config = None
-    if model is not None and (Path(model) / "vidseg.yaml").is_file():
-        model_dir_config = Path(model) / "vidseg.yaml"
+    if model is not None:
+        folder = packaged_model_folder(model) or Path(model)
+        if (folder / "vidseg.yaml").is_file():
+            model_dir_config = folder / "vidseg.yaml"
     cfg = load_config(preset, model_dir_config=model_dir_config, user_config=config_path, overrides=overrides)
     options = {
         ("model", "model"): model,

@@ -1,8 +1,10 @@
-"""``vidseg make-tiny-model``: a random-weight CogVideoX to try and test vidseg offline."""
+"""Offline material: ``vidseg make-tiny-model`` (a random-weight CogVideoX) and ``vidseg make-toy-clip`` (a
+toy-world clip with its true masks, for the shipped toy model)."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import typer
 
@@ -27,3 +29,40 @@ def make_tiny_model_command(
     size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
     console.print(f"[green]wrote[/] tiny random-weight model to {path} ({size / 1e6:.1f} MB); "
                   f"use it with --model {path}", highlight=False)
+
+
+@app.command("make-toy-clip")
+@handle_errors
+def make_toy_clip_command(
+    path: Path = typer.Argument(..., help="Video file to write (mp4).", show_default=False),
+    seed: int = typer.Option(0, "--seed", help="Which clip of the toy world (the toy model was trained on seeds "
+                                               "from 1,000,000 on, so smaller seeds are held out)."),
+    frames: int = typer.Option(24, "--frames", help="Number of frames (8 per second)."),
+    size: str = typer.Option("192x128", "--size", help="Frame size WIDTHxHEIGHT in pixels."),
+    objects: Optional[int] = typer.Option(None, "--objects", help="Number of shapes, 1-3. Default: drawn from the seed."),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks for errors."),
+) -> None:
+    """Write a toy-world clip (moving circles, squares, triangles, stars) and its true label maps.
+
+    PATH gets the video; PATH's stem + _masks/ gets one single-channel PNG per frame (0 background, 1 circle,
+    2 square, 3 triangle, 4 star). Segment it with: vidseg predict PATH --classes <shapes> --model toy
+    """
+    from vidseg.errors import ConfigError
+    from vidseg.toyworld import render_clip, write_toy_clip
+
+    try:
+        width, height = (int(v) for v in size.lower().split("x"))
+    except ValueError:
+        raise ConfigError(f"--size {size!r} is not WIDTHxHEIGHT, e.g. 192x128") from None
+    if width < 16 or height < 16 or frames < 1:
+        raise ConfigError(f"a toy clip needs at least 1 frame of 16 x 16 pixels, not {frames} x {width}x{height}")
+    if objects is not None and not 1 <= objects <= 3:
+        raise ConfigError(f"--objects is {objects}; a toy clip holds 1 to 3 shapes")
+    if path.exists() and path.is_dir():
+        raise ConfigError(f"{path} is a folder; give the video file to write, e.g. toy.mp4")
+    clip = render_clip(seed, num_frames=frames, height=height, width=width, num_objects=objects)
+    video, masks = write_toy_clip(path, clip)
+    console.print(f"[green]wrote[/] {video} ({frames} frames, {width}x{height}: {clip.caption}) and {masks}/",
+                  highlight=False)
+    console.print(f"segment it with: vidseg predict {video} --classes {' '.join(clip.classes)} --model toy",
+                  highlight=False)

@@ -53,7 +53,9 @@ def gramcol(o: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     return columns.view(num_heads, num_frames, num_patches, num_concepts).permute(0, 3, 1, 2)
 
 
-def zscore_over_slots(maps: torch.Tensor, slot_weights: torch.Tensor, dim: int = 0) -> torch.Tensor:
+def zscore_over_slots(
+    maps: torch.Tensor, slot_weights: torch.Tensor, dim: int = 0, *, dtype: torch.dtype = torch.float64
+) -> torch.Tensor:
     """Z-score across concept slots, each slot counted ``slot_weights[s]`` times (method.md §7.2).
 
     With unit weights this is ``(g - mean) / (std + 1e-6)`` over ``dim`` with the unbiased std. A weight n0 lets
@@ -63,16 +65,18 @@ def zscore_over_slots(maps: torch.Tensor, slot_weights: torch.Tensor, dim: int =
         maps: float maps with the slots along ``dim``, e.g. ``[slots, latent_frames, patches]``.
         slot_weights: ``[slots]`` positive counts summing to the number of slots represented (>= 2).
         dim: the slot dimension of ``maps``.
+        dtype: what the statistics are computed in (float64 by default, see below; training uses float32). No
+            operation is in place, so gradients flow through.
 
     Returns:
-        float64 z-scored maps, same shape as ``maps``. Where every slot has the same value (all concepts on one
+        z-scored maps in ``dtype``, same shape as ``maps``. Where every slot has the same value (all concepts on one
         surrogate), float32 rounding of the mean divided by a near-zero std would turn an exact 0 into noise of
         order 1; float64 statistics keep it 0.
     """
-    values = maps.to(torch.float64).movedim(dim, -1)  # [..., slots]: weighted sums become matrix-vector products
+    values = maps.to(dtype).movedim(dim, -1)  # [..., slots]: weighted sums become matrix-vector products
     weights = slot_weights.to(values)
     total = weights.sum()
     mean = values @ weights / total
     centred = values - mean[..., None]
     variance = centred.square() @ weights / (total - 1)
-    return centred.div_(variance.sqrt_().add_(ZSCORE_EPS)[..., None]).movedim(-1, dim)
+    return (centred / (variance.sqrt() + ZSCORE_EPS)[..., None]).movedim(-1, dim)

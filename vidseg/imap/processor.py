@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -51,10 +51,13 @@ class MapReadout:
 
         Args:
             out_video: per-head attention outputs of the video tokens, before the output projection
-                ``[heads, video_tokens, head_dim]``.
-            query_video: video queries after the q-LayerNorm and RoPE ``[heads, video_tokens, head_dim]``.
-            concept_keys: concept-slot keys after the k-LayerNorm ``[heads, slots, head_dim]``.
+                ``[1, heads, video_tokens, head_dim]``.
+            query_video: video queries after the q-LayerNorm and RoPE ``[1, heads, video_tokens, head_dim]``.
+            concept_keys: concept-slot keys after the k-LayerNorm ``[1, heads, slots, head_dim]``.
         """
+        if out_video.shape[0] != 1:
+            raise ValueError(f"MapReadout reads one video at a time, got a batch of {out_video.shape[0]}")
+        out_video, query_video, concept_keys = out_video[0], query_video[0], concept_keys[0]
         num_frames, grid_h, grid_w = self.grid
         num_heads = out_video.shape[0]
         out_video = out_video.unflatten(1, (num_frames, grid_h * grid_w))  # [heads, frames, patches, head_dim]
@@ -89,18 +92,29 @@ class MapReadout:
         return {"imap": means[0].contiguous(), "gramcol": means[1].contiguous()}
 
 
+class LayerReader(Protocol):
+    """What receives each map layer's per-head tensors (``MapReadout``; a training loss can be another)."""
+
+    def add_layer(self, out_video: torch.Tensor, query_video: torch.Tensor, concept_keys: torch.Tensor) -> None: ...
+
+
 class ConceptStream:
     """Concept tokens passing the blocks beside the video: they read it, never write to it (method.md §5.2).
 
+    One set of concept slots per video: the sets pair with the last ``B`` elements of the transformer's batch (the
+    conditional element of a CFG batch when ``B`` is 1). Nothing here detaches, so gradients flow when the caller
+    enables them.
+
     Args:
-        embeddings: the concept slots after the patch embedding's text projection ``[1, slots, dim]``.
+        embeddings: the concept slots after the patch embedding's text projection ``[B, slots, dim]``.
         null_weight: n0, how many identical padding slots the last slot stands for (compact mode); 1 when every
             slot is literal.
         map_layers: blocks whose maps are read.
-        readout: where the maps go.
+        readout: where the maps go: ``add_layer(out_video, query_video, concept_keys)``, each with the ``B``
+            batch dimension first.
     """
 
-    def __init__(self, embeddings: torch.Tensor, null_weight: int, map_layers: Sequence[int], readout: MapReadout):
+    def __init__(self, embeddings: torch.Tensor, null_weight: int, map_layers: Sequence[int], readout: LayerReader):
         self.embeddings = embeddings
         self.null_weight = null_weight
         self.map_layers = frozenset(map_layers)
@@ -112,7 +126,7 @@ class ConceptStream:
     def start(self, block: torch.nn.Module, args: tuple, kwargs: dict[str, Any]) -> None:
         """Forward pre-hook of block 0: a new forward starts, so reset the concept tokens and keep its ``temb``."""
         temb = kwargs["temb"] if "temb" in kwargs else args[2]
-        self.temb = temb[-1:]
+        self.temb = temb[-self.embeddings.shape[0]:]
         self.hidden = self.embeddings
 
     def step(
@@ -129,16 +143,17 @@ class ConceptStream:
         """Read this block's maps if it is a map layer, then move the concept tokens through the block.
 
         ``query``, ``key``, ``value`` and ``out`` are the joint attention's ``[batch, heads, text_len + video_tokens,
-        head_dim]`` tensors (q/k normed, video part with RoPE). The last batch element is read: the only one in a
-        batch of 1, the conditional one in diffusers' [uncond, cond] CFG batches.
+        head_dim]`` tensors (q/k normed, video part with RoPE). The last ``B`` batch elements are read: the only
+        one in a batch of 1, the conditional one in diffusers' [uncond, cond] CFG batches.
         """
+        videos = self.embeddings.shape[0]
         shift, scale, gate = _text_modulation(block.norm1, self.temb)
-        normed = block.norm1.norm(self.hidden) * (1 + scale) + shift  # [1, slots, dim]
+        normed = block.norm1.norm(self.hidden) * (1 + scale) + shift  # [B, slots, dim]
         concept_keys = _split_heads(attn.to_k(normed), attn.heads)
         if attn.norm_k is not None:
             concept_keys = attn.norm_k(concept_keys)
         if block_idx in self.map_layers:
-            self.readout.add_layer(out[-1, :, text_len:], query[-1, :, text_len:], concept_keys[0])
+            self.readout.add_layer(out[-videos:, :, text_len:], query[-videos:, :, text_len:], concept_keys)
         if block_idx == self.last_layer:
             return  # no later block reads the concept tokens
         concept_queries = _split_heads(attn.to_q(normed), attn.heads)
@@ -146,9 +161,9 @@ class ConceptStream:
             concept_queries = attn.norm_q(concept_queries)
         concept_values = _split_heads(attn.to_v(normed), attn.heads)
         attended = self._attend(
-            concept_queries, concept_keys, concept_values, key[-1:, :, text_len:], value[-1:, :, text_len:]
+            concept_queries, concept_keys, concept_values, key[-videos:, :, text_len:], value[-videos:, :, text_len:]
         )
-        attended = attended.transpose(1, 2).flatten(2)  # [1, slots, heads * head_dim]
+        attended = attended.transpose(1, 2).flatten(2)  # [B, slots, heads * head_dim]
         attended = attn.to_out[1](attn.to_out[0](attended))
         hidden = self.hidden + gate * attended
         shift, scale, gate = _text_modulation(block.norm2, self.temb)
@@ -162,7 +177,7 @@ class ConceptStream:
         video_keys: torch.Tensor,
         video_values: torch.Tensor,
     ) -> torch.Tensor:
-        """Concept queries over [concept slots ; video tokens] keys, all ``[1, heads, tokens, head_dim]``.
+        """Concept queries over [concept slots ; video tokens] keys, all ``[B, heads, tokens, head_dim]``.
 
         The video keys already carry RoPE. The joined keys and values are copies, so heads go in chunks to keep
         them near CHUNK_BYTES instead of two more video-sized tensors.
@@ -263,11 +278,11 @@ def check_readout_arguments(
         )
     if concept_slots not in CONCEPT_SLOTS:
         raise ConfigError(f"maps.concept_slots is {concept_slots!r}; choose one of {', '.join(CONCEPT_SLOTS)}")
-    if concept_embeds.ndim != 2 or concept_embeds.shape[1] != cfg.text_embed_dim:
+    if concept_embeds.ndim not in (2, 3) or concept_embeds.shape[-1] != cfg.text_embed_dim:
         raise ConfigError(
             f"concept embeddings have shape {tuple(concept_embeds.shape)}; expected [concepts, {cfg.text_embed_dim}]"
         )
-    num_concepts, text_len = concept_embeds.shape[0], cfg.max_text_seq_length
+    num_concepts, text_len = concept_embeds.shape[-2], cfg.max_text_seq_length
     if not 1 <= num_concepts <= text_len:
         raise ConfigError(f"{num_concepts} class names given; the model reads 1 to {text_len} (its text slots)")
     if any(getattr(block.attn1, "fused_projections", False) for block in transformer.transformer_blocks):
@@ -284,13 +299,15 @@ def concept_stream_attention(
     layers: Sequence[int],
     top_k: int = 5,
     concept_slots: str = "compact",
-) -> Iterator[MapReadout]:
+    reader: LayerReader | None = None,
+) -> Iterator[Any]:
     """Run the concept stream and read maps during every transformer forward inside the ``with`` block.
 
     Args:
         transformer: a diffusers ``CogVideoXTransformer3DModel``.
         concept_embeds: each class name's first-token T5 embedding ``[concepts, text_embed_dim]``; the remaining
-            ``max_text_seq_length - concepts`` slots are zero padding.
+            ``max_text_seq_length - concepts`` slots are zero padding. ``[B, concepts, text_embed_dim]`` runs one
+            set per video of a batch of B (with a ``reader`` that takes batches, e.g. for training).
         grid: ``(latent_frames, grid_h, grid_w)`` of the video tokens of the forwards to come.
         layers: blocks whose maps are averaged.
         top_k: motion heads per layer (by frame separation) averaged into the IMAP.
@@ -298,23 +315,27 @@ def concept_stream_attention(
             (log n0 logit offset in the concept attention, weight n0 in the z-score; exact); ``"full"`` runs all
             ``max_text_seq_length`` slots literally.
 
+        reader: receives each map layer's tensors; default a new ``MapReadout``.
+
     Yields:
-        the ``MapReadout``; call ``.maps()`` after the forward(s). Several forwards average together.
+        the reader; for the ``MapReadout`` call ``.maps()`` after the forward(s) (several forwards average).
     """
     map_layers = check_readout_arguments(transformer, concept_embeds, layers, top_k, concept_slots)
     text_proj = transformer.patch_embed.text_proj
-    num_concepts = concept_embeds.shape[0]
+    concept_embeds = concept_embeds if concept_embeds.ndim == 3 else concept_embeds[None]
+    num_concepts = concept_embeds.shape[1]
     num_null = transformer.config.max_text_seq_length - num_concepts
     num_slots = num_concepts + (min(num_null, 1) if concept_slots == "compact" else num_null)
     null_weight = num_null if concept_slots == "compact" and num_null > 0 else 1
     # Padding slots hold u = 0, so they all embed to the text projection's bias.
     weight = text_proj.weight
-    slot_inputs = torch.zeros(num_slots, concept_embeds.shape[1], dtype=weight.dtype, device=weight.device)
-    slot_inputs[:num_concepts] = concept_embeds.to(slot_inputs)
+    slot_inputs = torch.zeros(concept_embeds.shape[0], num_slots, concept_embeds.shape[2], dtype=weight.dtype,
+                              device=weight.device)
+    slot_inputs[:, :num_concepts] = concept_embeds.to(slot_inputs)
     slot_weights = torch.ones(num_slots, dtype=torch.float32, device=slot_inputs.device)
     slot_weights[-1] = null_weight
-    readout = MapReadout(num_concepts, grid, top_k, slot_weights)
-    stream = ConceptStream(text_proj(slot_inputs)[None], null_weight, map_layers, readout)
+    readout = reader if reader is not None else MapReadout(num_concepts, grid, top_k, slot_weights)
+    stream = ConceptStream(text_proj(slot_inputs), null_weight, map_layers, readout)
 
     blocks = transformer.transformer_blocks
     original = transformer.attn_processors

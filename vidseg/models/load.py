@@ -39,6 +39,8 @@ _DTYPES = {
 }
 _WEIGHT_SUFFIXES = (".safetensors", ".bin")
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+# Models shipped inside the package, by the name --model takes (vidseg/models/<name>/, diffusers layout).
+PACKAGED_MODELS = ("toy",)
 _HINT = "pass --model PATH to a local CogVideoX diffusers folder, or run `vidseg make-tiny-model DIR` to try offline"
 
 
@@ -117,19 +119,54 @@ class CogVideoXModel:
         """
         tokenizer, encoder = self._load_text_encoder()
         text_len = int(self.transformer_config["max_text_seq_length"])
-        full_len = len(tokenizer(prompt, add_special_tokens=True).input_ids)
-        if full_len > text_len:
-            logger.warning("the prompt has %d tokens; only the first %d are used", full_len, text_len)
-        ids = tokenizer(prompt, padding="max_length", max_length=text_len, truncation=True,
-                        add_special_tokens=True, return_tensors="pt").input_ids
-        prompt_embeds = encoder(ids.to(self.device))[0]  # [1, text_len, text_dim]
-        if classes:
-            ids = tokenizer(list(classes), padding="max_length", max_length=CONCEPT_MAX_TOKENS, truncation=True,
-                            add_special_tokens=True, return_tensors="pt").input_ids
-            concept_embeds = encoder(ids.to(self.device))[0][:, 0]  # first token of each: [concepts, text_dim]
-        else:
-            concept_embeds = prompt_embeds.new_zeros(0, prompt_embeds.shape[-1])
+        prompt_embeds, concept_embeds = t5_embeddings(
+            tokenizer, encoder, prompt, classes, text_len=text_len, device=self.device
+        )
         return prompt_embeds.to(self.dtype), concept_embeds.to(self.dtype)
+
+    # -- the backbone interface the pipeline composes (vidseg.pipeline.VideoSegmenter.window_saliency) ---------------
+
+    @torch.no_grad()
+    def encode_video(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Frames ``[T, 3, H, W]`` in [-1, 1] -> clean latents in the transformer's layout ``[1, F, C, h, w]``."""
+        from vidseg.inversion import encode_frames
+
+        return encode_frames(self.vae, pixels.to(self.device, self.dtype))
+
+    @torch.no_grad()
+    def noise_to_readout(
+        self, latents: torch.Tensor, prompt_embeds: torch.Tensor, inversion: Any, *, on_step: Any = None
+    ) -> tuple[torch.Tensor, int]:
+        """Bring clean latents to the read-out timestep: DDIM inversion or the official single noising.
+
+        ``inversion`` is a ``vidseg.config.InversionConfig``; ``on_step(i, n)`` is called after each inversion step.
+        Returns the noisy latents and the integer read-out timestep.
+        """
+        from vidseg.inversion import invert_video, renoise_video
+
+        if inversion.method == "ddim":
+            return invert_video(self.transformer, self.scheduler, latents, prompt_embeds.to(self.device, self.dtype),
+                                num_steps=inversion.num_steps, readout_index=inversion.readout_index,
+                                on_step=on_step)
+        return renoise_video(self.scheduler, latents, num_steps=inversion.num_steps,
+                             readout_index=inversion.readout_index, seed=inversion.seed)
+
+    @torch.no_grad()
+    def read_maps(
+        self, noisy: torch.Tensor, timestep: int, prompt_embeds: torch.Tensor, concept_embeds: torch.Tensor,
+        maps: Any,
+    ) -> dict[str, torch.Tensor]:
+        """The instrumented read-out forward: ``{"imap", "gramcol"}`` maps ``[C, F, h, w]`` on the token grid.
+
+        ``maps`` is a ``vidseg.config.MapsConfig`` (layers, motion heads, concept slots).
+        """
+        from vidseg.imap import extract_maps
+
+        return extract_maps(
+            self.transformer, noisy.to(self.dtype), timestep, prompt_embeds.to(self.device, self.dtype),
+            concept_embeds.to(self.device, self.dtype), layers=maps.layers, top_k=maps.top_k_heads,
+            concept_slots=maps.concept_slots,
+        )
 
     def release_text_encoder(self) -> None:
         """Free T5 (host and GPU memory). ``encode_text`` loads it again if called later."""
@@ -213,6 +250,36 @@ def load_model(
                           vae_tiling=vae_tiling, scheduler=scheduler, transformer_config=transformer_config)
 
 
+def t5_embeddings(
+    tokenizer: Any, encoder: Any, prompt: str, classes: Sequence[str], *, text_len: int,
+    device: torch.device | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """T5 embeddings of a prompt and of each class name, as CogVideoX reads them (method.md §5.1).
+
+    The prompt is padded / truncated to ``text_len`` tokens (the transformer's ``max_text_seq_length``, 226 for
+    the real models), as the CogVideoX pipeline does. Each class name is tokenised and encoded on its own
+    (``CONCEPT_MAX_TOKENS`` tokens) and only the embedding of its first token is kept.
+
+    Returns:
+        ``prompt_embeds [1, text_len, text_dim]`` and ``concept_embeds [concepts, text_dim]`` on ``device``
+        (default: where the encoder's weights are; pass the execution device for an offloaded encoder).
+    """
+    device = device or next(encoder.parameters()).device
+    full_len = len(tokenizer(prompt, add_special_tokens=True).input_ids)
+    if full_len > text_len:
+        logger.warning("the prompt has %d tokens; only the first %d are used", full_len, text_len)
+    ids = tokenizer(prompt, padding="max_length", max_length=text_len, truncation=True,
+                    add_special_tokens=True, return_tensors="pt").input_ids
+    prompt_embeds = encoder(ids.to(device))[0]  # [1, text_len, text_dim]
+    if classes:
+        ids = tokenizer(list(classes), padding="max_length", max_length=CONCEPT_MAX_TOKENS, truncation=True,
+                        add_special_tokens=True, return_tensors="pt").input_ids
+        concept_embeds = encoder(ids.to(device))[0][:, 0]  # first token of each: [concepts, text_dim]
+    else:
+        concept_embeds = prompt_embeds.new_zeros(0, prompt_embeds.shape[-1])
+    return prompt_embeds, concept_embeds
+
+
 def default_prompt(classes: Sequence[str]) -> str:
     """A plain caption naming the classes: ``["person", "dog"]`` -> ``"A video of a person and a dog."``.
 
@@ -283,9 +350,23 @@ def _missing_parts(folder: Path) -> list[str]:
     return missing
 
 
+def packaged_model_folder(name: str) -> Path | None:
+    """The folder of a model shipped inside vidseg (``--model toy``), or None when ``name`` is not one."""
+    if name not in PACKAGED_MODELS:
+        return None
+    from importlib import resources
+
+    return Path(str(resources.files("vidseg.models") / name))
+
+
 def _resolve_folder(model: str) -> Path:
-    """The local folder holding ``model``: the path itself, a cached hub snapshot, or a fresh download."""
-    path = Path(model).expanduser()
+    """The local folder holding ``model``: a packaged model, the path itself, a cached hub snapshot, or a fresh
+    download."""
+    packaged = packaged_model_folder(model)
+    if packaged is not None and not (packaged / "model_index.json").is_file():
+        raise ModelLoadError(f"the {model} model shipped with vidseg is missing from this installation ({packaged}); "
+                             f"reinstall vidseg, or rebuild it with tools/train_toy_model.py")
+    path = packaged or Path(model).expanduser()
     if path.exists():
         if not path.is_dir():
             raise ModelLoadError(f"model {model} is a file, not a diffusers folder; {_HINT}")

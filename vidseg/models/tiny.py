@@ -2,7 +2,8 @@
 
 The folder loads through ``load_model(directory)`` (and ``CogVideoXPipeline.from_pretrained``) exactly like the
 real checkpoints; its masks are meaningless. Geometry matches the shipped ``configs/tiny.yaml`` (copied in as
-``vidseg.yaml``): 9 frames at 64 x 96 pixels -> latents 3 x 8 x 12 -> 3 x 4 x 6 = 72 video tokens, 16 text tokens.
+``vidseg.yaml``). The same builder, at ``TOY_SPEC``'s shape, is the starting point of the trained toy model
+(``tools/train_toy_model.py``).
 
 The tokenizer is a T5 unigram tokenizer built from a fixed piece list (no download, no training): whole words for
 the prompt vocabulary and common object names (every word of the VSPW class names), so different class names get
@@ -14,8 +15,11 @@ from __future__ import annotations
 
 import logging
 import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -56,26 +60,69 @@ train people man woman child bird cow sheep bear elephant zebra giraffe judo mat
 _CHARACTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.,;:!?'\"-_()/&"
 
 
-def _tiny_tokenizer():
+_TOY_WORDS = "circle square triangle star red green blue yellow purple orange white black pink cyan".split()
+
+
+def _tiny_tokenizer(extra_words: Sequence[str] = ()):
     """T5 unigram tokenizer: a whole word scores higher than spelling it out, so known words stay one piece."""
     from transformers import T5Tokenizer
 
-    words = list(dict.fromkeys(_PROMPT_WORDS + _OBJECT_WORDS))
+    words = list(dict.fromkeys(_PROMPT_WORDS + _OBJECT_WORDS + list(extra_words)))
     vocab = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("\u2581", -2.0)]
     vocab += [("\u2581" + w, -5.0) for w in words]
     vocab += [("\u2581" + c, -9.0) for c in _CHARACTERS] + [(c, -10.0) for c in _CHARACTERS]
     return T5Tokenizer(vocab=vocab, extra_ids=0)
 
 
-def make_tiny_model(directory: str | Path, *, rope: bool = False, seed: int = 0) -> Path:
-    """Write a random-weight CogVideoX pipeline (about 0.5 MB) to ``directory`` and return its path.
+@dataclass(frozen=True)
+class SmallModelSpec:
+    """Shape of a small CogVideoX pipeline built from scratch (the tiny random model, the toy model's start).
 
-    Args:
-        directory: folder to create (or overwrite); gets ``model_index.json``, ``transformer/``, ``vae/``,
-            ``text_encoder/``, ``tokenizer/``, ``scheduler/`` and ``vidseg.yaml``.
-        rope: a CogVideoX-5B-like variant: RoPE on video queries/keys, DPM scheduler (SNR shift 1), VAE scale 0.7.
-            Default: 2B-like (3-D sin-cos positions, DDIM scheduler with SNR shift 3, VAE scale 1.15258426).
-        seed: seed of the random weights.
+    ``num_frames x height x width`` is the clip the shipped preset feeds it; the VAE compresses time by 4 and space
+    by 2 ** (len(vae_widths) - 1), and the transformer patches 2 x 2.
+    """
+
+    preset: str  # configs/<preset>.yaml, copied into the folder as vidseg.yaml
+    num_frames: int
+    height: int
+    width: int
+    heads: int
+    head_dim: int
+    layers: int
+    time_embed_dim: int
+    latent_channels: int
+    vae_widths: tuple[int, ...]
+    vae_groups: int
+    text_len: int = 16
+    text_dim: int = 32
+    extra_words: tuple[str, ...] = ()
+    # The VAE's tile size; tiles are half of it. None: twice the clip, so the clip is encoded in one piece.
+    vae_sample: tuple[int, int] | None = None
+
+    @property
+    def spatial_compression(self) -> int:
+        return 2 ** (len(self.vae_widths) - 1)
+
+
+# 9 frames at 64 x 96 -> latents 3 x 8 x 12 -> 3 x 4 x 6 = 72 video tokens, 16 text tokens. VAE tiles are half the
+# sample size: 48 x 40 px, whose strides under the default overlaps are whole latent cells, so 64 x 96 frames take
+# the tiled path like the real model at 480 x 720. (A 64 x 96 sample size would give 32 x 48 px tiles, which turn
+# 64 px into 9 latent rows.)
+TINY_SPEC = SmallModelSpec(preset="tiny", num_frames=9, height=64, width=96, heads=2, head_dim=16, layers=2,
+                           time_embed_dim=16, latent_channels=4, vae_widths=(8, 8, 8, 8), vae_groups=2,
+                           vae_sample=(96, 80))
+# The toy model (tools/train_toy_model.py): 9 frames at 128 x 192 -> latents 3 x 32 x 48 (VAE / 4) -> a 16 x 24
+# token grid per latent frame, so a toy shape covers several tokens.
+TOY_SPEC = SmallModelSpec(preset="toy", num_frames=9, height=128, width=192, heads=4, head_dim=16, layers=6,
+                          time_embed_dim=64, latent_channels=8, vae_widths=(16, 16, 16), vae_groups=4, text_len=24,
+                          extra_words=tuple(_TOY_WORDS))
+
+
+def build_small_pipeline(spec: SmallModelSpec, *, rope: bool = False, seed: int = 0) -> Any:
+    """A random-weight ``CogVideoXPipeline`` of ``spec``'s shape (the real diffusers / transformers classes).
+
+    ``rope``: a CogVideoX-5B-like variant (RoPE on video queries/keys, DPM scheduler with SNR shift 1, VAE scale
+    0.7); default 2B-like (3-D sin-cos positions, DDIM scheduler with SNR shift 3, VAE scale 1.15258426).
     """
     from diffusers import (
         AutoencoderKLCogVideoX,
@@ -86,48 +133,63 @@ def make_tiny_model(directory: str | Path, *, rope: bool = False, seed: int = 0)
     )
     from transformers import T5Config, T5EncoderModel
 
-    directory = Path(directory)
-    tokenizer = _tiny_tokenizer()
+    tokenizer = _tiny_tokenizer(spec.extra_words)
+    scale = spec.spatial_compression
+    latent_h, latent_w = spec.height // scale, spec.width // scale
+    vae_h, vae_w = spec.vae_sample or (2 * spec.height, 2 * spec.width)
+    blocks = len(spec.vae_widths)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         text_encoder = T5EncoderModel(T5Config(
-            vocab_size=max(len(tokenizer), 64), d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4,
-            relative_attention_num_buckets=8, dropout_rate=0.0, feed_forward_proj="gated-gelu",
+            vocab_size=max(len(tokenizer), 64), d_model=spec.text_dim, d_kv=8, d_ff=2 * spec.text_dim, num_layers=2,
+            num_heads=4, relative_attention_num_buckets=8, dropout_rate=0.0, feed_forward_proj="gated-gelu",
             pad_token_id=0, eos_token_id=1, decoder_start_token_id=0,
         ))
         transformer = CogVideoXTransformer3DModel(
-            num_attention_heads=2, attention_head_dim=16, in_channels=4, out_channels=4, time_embed_dim=16,
-            text_embed_dim=32,  # = T5 d_model
-            num_layers=2,
-            # Latent size of a 9 x 64 x 96 clip: (9 - 1) / 4 + 1 = 3 frames of 8 x 12 (VAE / 8).
-            sample_frames=9, sample_height=8, sample_width=12,
-            patch_size=2, temporal_compression_ratio=4, max_text_seq_length=16,
+            num_attention_heads=spec.heads, attention_head_dim=spec.head_dim, in_channels=spec.latent_channels,
+            out_channels=spec.latent_channels, time_embed_dim=spec.time_embed_dim, text_embed_dim=spec.text_dim,
+            num_layers=spec.layers, sample_frames=spec.num_frames, sample_height=latent_h, sample_width=latent_w,
+            patch_size=2, temporal_compression_ratio=4, max_text_seq_length=spec.text_len,
             use_rotary_positional_embeddings=rope,
         )
         vae = AutoencoderKLCogVideoX(
             in_channels=3, out_channels=3,
-            down_block_types=("CogVideoXDownBlock3D",) * 4, up_block_types=("CogVideoXUpBlock3D",) * 4,
-            block_out_channels=(8, 8, 8, 8), latent_channels=4, layers_per_block=1, norm_num_groups=2,
-            temporal_compression_ratio=4,
-            # VAE tiles are half the sample size: 48 x 40 px, whose strides under the default overlaps are whole
-            # latent cells, so 64 x 96 frames take the tiled path like the real model at 480 x 720. (A 64 x 96
-            # sample size would give 32 x 48 px tiles, which turn 64 px into 9 latent rows.)
-            sample_height=96, sample_width=80,
-            scaling_factor=0.7 if rope else 1.15258426,
+            down_block_types=("CogVideoXDownBlock3D",) * blocks, up_block_types=("CogVideoXUpBlock3D",) * blocks,
+            block_out_channels=spec.vae_widths, latent_channels=spec.latent_channels, layers_per_block=1,
+            norm_num_groups=spec.vae_groups, temporal_compression_ratio=4,
+            sample_height=vae_h, sample_width=vae_w, scaling_factor=0.7 if rope else 1.15258426,
         )
     scheduler = (CogVideoXDPMScheduler(**COGVIDEOX_5B_SCHEDULER) if rope
                  else CogVideoXDDIMScheduler(**COGVIDEOX_2B_SCHEDULER))
-    pipeline = CogVideoXPipeline(tokenizer=tokenizer, text_encoder=text_encoder, vae=vae,
-                                 transformer=transformer, scheduler=scheduler)
+    return CogVideoXPipeline(tokenizer=tokenizer, text_encoder=text_encoder, vae=vae, transformer=transformer,
+                             scheduler=scheduler)
+
+
+def save_small_pipeline(pipeline: Any, directory: str | Path, preset: str) -> Path:
+    """Save ``pipeline`` in diffusers layout (safetensors) with ``configs/<preset>.yaml`` as its ``vidseg.yaml``."""
+    directory = Path(directory)
     try:
         if directory.exists():
             shutil.rmtree(directory)
         with quiet_progress_bars():
             pipeline.save_pretrained(directory, safe_serialization=True)
-        preset = resources.files("vidseg.configs") / "tiny.yaml"
-        (directory / "vidseg.yaml").write_text(preset.read_text())
+        text = (resources.files("vidseg.configs") / f"{preset}.yaml").read_text()
+        (directory / "vidseg.yaml").write_text(text)
     except OSError as exc:
-        raise OutputError(f"cannot write the tiny model to {directory}: {exc.strerror}; choose a writable folder") \
+        raise OutputError(f"cannot write the model to {directory}: {exc.strerror}; choose a writable folder") \
             from None
-    logger.info("wrote a tiny random-weight CogVideoX (%s) to %s", "RoPE" if rope else "sin-cos", directory)
     return directory
+
+
+def make_tiny_model(directory: str | Path, *, rope: bool = False, seed: int = 0) -> Path:
+    """Write a random-weight CogVideoX pipeline (about 0.5 MB) to ``directory`` and return its path.
+
+    Args:
+        directory: folder to create (or overwrite); gets ``model_index.json``, ``transformer/``, ``vae/``,
+            ``text_encoder/``, ``tokenizer/``, ``scheduler/`` and ``vidseg.yaml``.
+        rope: a CogVideoX-5B-like variant (see ``build_small_pipeline``).
+        seed: seed of the random weights.
+    """
+    path = save_small_pipeline(build_small_pipeline(TINY_SPEC, rope=rope, seed=seed), directory, TINY_SPEC.preset)
+    logger.info("wrote a tiny random-weight CogVideoX (%s) to %s", "RoPE" if rope else "sin-cos", path)
+    return path

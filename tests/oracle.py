@@ -1,0 +1,89 @@
+"""A plumbing oracle: a backbone whose map read-out is right by construction, for toy-world clips.
+
+It stands where CogVideoX stands in ``VideoSegmenter`` (the same ``encode_text`` / ``encode_video`` /
+``noise_to_readout`` / ``read_maps`` seam), so everything around the model -- sampling, windows and blending, resize
+/ pad and crop, latent-frame <-> frame mapping, calibration, upsampling, CRF, export -- runs on meaningful maps.
+
+Its maps come from the truth, not from vidseg's code paths: each class's object has a known uniform colour, so the
+oracle finds the object's pixels in the frames it is handed (the model input, after vidseg resized or padded it),
+pools them onto the toy model's token grid for that input (8 x 8 pixels per token: VAE / 4, then 2 x 2
+patches), and averages the frames of each
+latent frame as the causal VAE groups them (frame 0 alone, then 4k-3 .. 4k). A map is 4 x the share of a token
+that the object covers (0 for a class without a colour, i.e. absent). ``plant`` deliberately breaks it, to show
+that the tests built on it catch such bugs.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+COLOUR_TOLERANCE = 40  # max per-channel difference (RGB levels) from the object's colour; noise sigma is 6
+TOKEN_PIXELS = 8  # the toy model's grid (configs/toy.yaml); CogVideoX's is 16
+PLANTS = (None, "flip", "shift")
+
+
+class OracleBackbone:
+    """Backbone stand-in for toy clips.
+
+    Args:
+        colours: class name -> RGB of its object in the clip; classes not in it are absent (map 0).
+        plant: ``"flip"`` mirrors the maps left-right, ``"shift"`` reads each latent frame one video frame late;
+            None is the correct oracle.
+    """
+
+    source = "oracle"
+    device = torch.device("cpu")
+    dtype = torch.float32
+
+    def __init__(self, colours: dict[str, tuple[int, int, int]], plant: str | None = None):
+        if plant not in PLANTS:
+            raise ValueError(f"plant must be one of {PLANTS}")
+        self.colours = colours
+        self.plant = plant
+        self.names: list[str] = []  # concept embeddings carry an index into this list
+
+    def encode_text(self, prompt: str, classes: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        codes = []
+        for name in classes:
+            if name not in self.names:
+                self.names.append(name)
+            codes.append(self.names.index(name))
+        return torch.zeros(1, 1, 1), torch.tensor(codes, dtype=torch.float32)[:, None]
+
+    def release_text_encoder(self) -> None:
+        pass
+
+    def encode_video(self, pixels: torch.Tensor) -> torch.Tensor:
+        return pixels[None].float()  # the "latents" are the model-input frames themselves [1, T, 3, H, W]
+
+    def noise_to_readout(self, latents: torch.Tensor, prompt_embeds: torch.Tensor, inversion: Any, *,
+                         on_step: Any = None) -> tuple[torch.Tensor, int]:
+        steps = inversion.num_steps - inversion.readout_index if inversion.method == "ddim" else 0
+        for i in range(steps):
+            if on_step is not None:
+                on_step(i, steps)
+        return latents, 399
+
+    def read_maps(self, noisy: torch.Tensor, timestep: int, prompt_embeds: torch.Tensor,
+                  concept_embeds: torch.Tensor, maps: Any) -> dict[str, torch.Tensor]:
+        rgb = ((noisy[0].permute(0, 2, 3, 1).numpy() + 1) * 127.5)  # [T, H, W, 3]
+        T, H, W, _ = rgb.shape
+        h, w = H // TOKEN_PIXELS, W // TOKEN_PIXELS
+        groups = [[0]] + [list(range(4 * k - 3, 4 * k + 1)) for k in range(1, (T - 1) // 4 + 1)]
+        if self.plant == "shift":
+            groups = [[min(i + 1, T - 1) for i in g] for g in groups]
+        out = np.zeros((len(concept_embeds), len(groups), h, w), dtype=np.float32)
+        for c, code in enumerate(concept_embeds[:, 0].long().tolist()):
+            colour = self.colours.get(self.names[code])
+            if colour is None:
+                continue
+            mask = (np.abs(rgb - np.asarray(colour, dtype=np.float32)).max(axis=-1) < COLOUR_TOLERANCE)
+            cells = mask.reshape(T, h, TOKEN_PIXELS, w, TOKEN_PIXELS).mean(axis=(2, 4))  # [T, h, w]
+            out[c] = 4.0 * np.stack([cells[g].mean(axis=0) for g in groups])
+        maps_out = torch.from_numpy(out)
+        if self.plant == "flip":
+            maps_out = maps_out.flip(-1)
+        return {"imap": maps_out, "gramcol": maps_out}

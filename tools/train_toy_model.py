@@ -1,0 +1,263 @@
+"""Train the toy model that vidseg ships as ``--model toy``: a small CogVideoX that segments the toy world.
+
+The model is the real diffusers ``CogVideoXTransformer3DModel`` (trained), with a frozen random
+``AutoencoderKLCogVideoX`` and a frozen random T5 encoder, all built by ``vidseg.models.tiny.build_small_pipeline``
+at ``TOY_SPEC``'s shape, and it is saved in diffusers layout to ``vidseg/models/toy/`` where ``--model toy`` finds
+it. Training data is a pool of toy-world clips (``vidseg.toyworld``, seeds from ``TRAIN_SEED0`` on; evaluation
+uses other seeds), encoded once by the frozen VAE through the same functions ``vidseg predict`` uses.
+
+Loss = v-prediction MSE (the diffusion objective, CogVideoX-2B's DDIM schedule) + an **auxiliary grounding loss**
+on the read-out's own quantities in the map layers, computed through vidseg's concept stream
+(``vidseg.imap.processor.concept_stream_attention`` with a training reader), for every head:
+
+* surrogate: per latent frame, a softmax over patches of concept key . video query must put its mass on the
+  concept's object (the padding slot: on the background), so the read-out's argmax lands there;
+* Gram column: with a straight-through hard argmax anchor, the slot-z-scored Gram column (as the read-out
+  computes it) must be positive on the concept's tokens and negative elsewhere (balanced logistic loss).
+
+So the toy model is *trained to ground its words*: it tests vidseg's plumbing and read-out on maps that mean
+something; it is no evidence for the paper's claim that grounding emerges without such a loss.
+
+Reproducible: everything is seeded and single-process; ``--threads`` fixes torch's thread count (results match
+bit for bit only at the same thread count and torch build). On the 2-core CPU: see ``--help`` defaults and the
+README for the time it took.
+
+    python tools/train_toy_model.py --out vidseg/models/toy
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from vidseg.imap.gramcol import zscore_over_slots  # noqa: E402
+from vidseg.imap.processor import concept_stream_attention  # noqa: E402
+from vidseg.inversion import encode_frames  # noqa: E402
+from vidseg.models.load import default_prompt, t5_embeddings  # noqa: E402
+from vidseg.models.tiny import TOY_SPEC, build_small_pipeline, save_small_pipeline  # noqa: E402
+from vidseg.toyworld import SHAPES, render_clip  # noqa: E402
+from vidseg.video.sample import fit_frames  # noqa: E402
+
+TRAIN_SEED0 = 1_000_000  # training clips use seeds TRAIN_SEED0 + i; evaluation uses seeds below it
+WARMUP_STEPS = 100
+AUX_MAX_T = 700  # the grounding loss applies up to this timestep (the read-out is at t = 399)
+
+
+class GroundingReader:
+    """Receives the map layers' per-head tensors from the concept stream and turns them into the grounding loss.
+
+    Args:
+        targets: ``[B, slots, F, P]`` how much of each token each slot's object covers (last slot: background).
+        slot_weights: ``[slots]`` z-score weights (the padding slot stands for n0 slots, as in the read-out).
+        weight: ``[B]`` per-clip weight of the loss (0 where the timestep is too noisy).
+        grid: ``(F, h, w)`` of the video tokens.
+    """
+
+    def __init__(self, targets: torch.Tensor, slot_weights: torch.Tensor, weight: torch.Tensor,
+                 grid: tuple[int, int, int]):
+        self.targets, self.slot_weights, self.weight, self.grid = targets, slot_weights, weight, grid
+        self.losses: list[torch.Tensor] = []
+        self.hits: list[torch.Tensor] = []
+
+    def add_layer(self, out_video: torch.Tensor, query_video: torch.Tensor, concept_keys: torch.Tensor) -> None:
+        F_, h, w = self.grid
+        B, H, _, d = out_video.shape
+        o = out_video.unflatten(2, (F_, h * w))  # [B, H, F, P, d]
+        q = query_video.unflatten(2, (F_, h * w))
+        logits = torch.einsum("bhsd,bhfpd->bhsfp", concept_keys, q) / math.sqrt(d)
+        soft = logits.softmax(dim=-1)
+        target = self.targets[:, None]  # [B, 1, S, F, P]
+        present = (target.sum(-1) > 0.5).float()  # [B, 1, S, F]: the object is in this latent frame
+        mass = (soft * target).sum(-1).clamp_min(1e-6)
+        frame_weight = present * self.weight[:, None, None, None]
+        surrogate_loss = -(mass.log() * frame_weight).sum() / frame_weight.sum().clamp_min(1) / H
+        # Straight-through hard argmax: the forward uses the read-out's anchor, the backward the softmax's.
+        hard = F.one_hot(logits.argmax(-1), logits.shape[-1]).to(soft)
+        choice = hard + soft - soft.detach()
+        anchors = torch.einsum("bhsfp,bhfpd->bhsfd", choice, o)
+        columns = torch.einsum("bhfpd,bhsfd->bhsfp", o, anchors)
+        z = zscore_over_slots(columns, self.slot_weights, dim=2, dtype=torch.float32)[:, :, :-1]  # concepts only
+        inside = self.targets[:, None, :-1]  # [B, 1, C, F, P]
+        # Balanced: the inside and the outside of each object weigh alike.
+        inside_w = inside / inside.sum((-1, -2), keepdim=True).clamp_min(1)
+        outside_w = (1 - inside) / (1 - inside).sum((-1, -2), keepdim=True).clamp_min(1)
+        bce = F.binary_cross_entropy_with_logits(z, inside.expand_as(z), reduction="none")
+        gram_loss = (bce * (inside_w + outside_w) * self.weight[:, None, None, None, None]).sum() / (
+            self.weight.sum().clamp_min(1e-6) * H * inside.shape[2] * 2)
+        self.losses.append(surrogate_loss + gram_loss)
+        hit = (torch.gather(target.expand_as(logits), -1, logits.argmax(-1, keepdim=True))[..., 0] > 0.5).float()
+        concept_present = present[:, :, :-1].expand_as(hit[:, :, :-1])
+        self.hits.append((hit[:, :, :-1] * concept_present).sum() / concept_present.sum().clamp_min(1))
+
+    def loss(self) -> torch.Tensor:
+        return torch.stack(self.losses).mean()
+
+    def pointing(self) -> float:
+        """Share of (head, slot, frame) whose argmax token lies on the slot's object (chance: its area)."""
+        return float(torch.stack(self.hits).mean())
+
+
+def token_coverage(labels: np.ndarray, grid: tuple[int, int, int]) -> np.ndarray:
+    """``[F, P, 1 + shapes]`` share of each token covered by each label, over the frames each latent frame covers.
+
+    Latent frame 0 is video frame 0; latent frame k >= 1 covers frames 4k-3 .. 4k (the causal VAE).
+    """
+    F_, h, w = grid
+    T, H, W = labels.shape
+    onehot = np.eye(1 + len(SHAPES), dtype=np.float32)[labels]  # [T, H, W, K]
+    cells = onehot.reshape(T, h, H // h, w, W // w, -1).mean(axis=(2, 4))  # [T, h, w, K]
+    groups = [[0]] + [list(range(4 * k - 3, 4 * k + 1)) for k in range(1, F_)]
+    return np.stack([cells[g].mean(axis=0).reshape(h * w, -1) for g in groups])
+
+
+def build_pool(pipeline, count: int, grid, log) -> dict:
+    """Render and encode ``count`` training clips (1, 2 and 3 objects in turn)."""
+    spec = TOY_SPEC
+    latents, coverage, objects, captions = [], [], [], []
+    start = time.time()
+    for i in range(count):
+        clip = render_clip(TRAIN_SEED0 + i, num_frames=spec.num_frames, height=spec.height, width=spec.width,
+                           num_objects=i % 3 + 1)
+        pixels, _ = fit_frames(clip.frames, spec.height, spec.width)
+        latents.append(encode_frames(pipeline.vae, pixels)[0])  # [F, C, h, w]
+        coverage.append(token_coverage(clip.labels, grid))
+        objects.append([SHAPES.index(s) for s in clip.classes])
+        captions.append(f"A video of {clip.caption}.")
+        if (i + 1) % 500 == 0:
+            log(f"pool: {i + 1}/{count} clips ({time.time() - start:.0f} s)")
+    return {"latents": torch.stack(latents), "coverage": torch.from_numpy(np.stack(coverage)),
+            "objects": objects, "captions": captions}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--out", type=Path, default=ROOT / "vidseg" / "models" / "toy")
+    parser.add_argument("--steps", type=int, default=2500)
+    parser.add_argument("--pool", type=int, default=1500, help="training clips")
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--aux-weight", type=float, default=1.0)
+    parser.add_argument("--caption-dropout", type=float, default=0.1)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--log", type=Path, default=None, help="JSON lines of the training curve")
+    parser.add_argument("--save-every", type=int, default=250, help="save the model every N steps (and at the end)")
+    parser.add_argument("--keep-checkpoints", action="store_true", help="also keep OUT-stepN folders")
+    args = parser.parse_args(argv)
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    rng = np.random.default_rng(args.seed)
+    log_file = args.log.open("w") if args.log else None
+
+    def log(message: str, **record) -> None:
+        print(message, flush=True)
+        if log_file and record:
+            log_file.write(json.dumps(record) + "\n")
+            log_file.flush()
+
+    spec = TOY_SPEC
+    pipeline = build_small_pipeline(spec, seed=args.seed)
+    vae, transformer, scheduler = pipeline.vae.eval(), pipeline.transformer, pipeline.scheduler
+    vae.requires_grad_(False)
+    pipeline.text_encoder.requires_grad_(False).eval()
+    scale = spec.spatial_compression
+    grid = (1 + (spec.num_frames - 1) // 4, spec.height // scale // 2, spec.width // scale // 2)
+    layers = [1, 2, 3, 4]  # configs/toy.yaml maps.layers
+    text_len = spec.text_len
+
+    with torch.no_grad():
+        # Unit-variance latents: the scaling factor from the raw latents of a few clips (as CogVideoX's was set).
+        vae.register_to_config(scaling_factor=1.0)
+        raw = torch.cat([encode_frames(vae, fit_frames(render_clip(seed, num_frames=spec.num_frames,
+                         height=spec.height, width=spec.width).frames, spec.height, spec.width)[0])
+                         for seed in range(TRAIN_SEED0 - 64, TRAIN_SEED0 - 32)])
+        vae.register_to_config(scaling_factor=float(1.0 / raw.std()))
+        log(f"VAE scaling factor {vae.config.scaling_factor:.5f}")
+        pool = build_pool(pipeline, args.pool, grid, log)
+
+        def encode(prompt: str, classes: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+            return t5_embeddings(pipeline.tokenizer, pipeline.text_encoder, prompt, classes, text_len=text_len)
+
+        _, concept_table = encode("", list(SHAPES))  # [4, D]: each shape name's first token
+        empty = encode("", [])[0][0]
+        captions = {}
+        for i, objs in enumerate(pool["objects"]):
+            names = [SHAPES[o] for o in objs]
+            captions[i] = (encode(pool["captions"][i], [])[0][0], encode(default_prompt(names), [])[0][0])
+
+    by_count = {n: [i for i, objs in enumerate(pool["objects"]) if len(objs) == n] for n in (1, 2, 3)}
+    alphas = scheduler.alphas_cumprod.float()
+    transformer.train()
+    optimizer = torch.optim.AdamW(transformer.parameters(), lr=args.lr, weight_decay=0.01)
+    # Warm-up, then constant: the model after N steps does not depend on --steps, so a checkpoint saved at step N
+    # is what `--steps N` reproduces.
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / WARMUP_STEPS))
+    start = time.time()
+    for step in range(1, args.steps + 1):
+        count = int(rng.integers(1, 4))
+        batch = rng.choice(by_count[count], size=args.batch, replace=len(by_count[count]) < args.batch)
+        x0 = pool["latents"][batch]  # [B, F, C, h, w]
+        t = np.where(rng.random(args.batch) < 0.5, rng.integers(0, 1000, args.batch),
+                     rng.integers(100, AUX_MAX_T + 1, args.batch))
+        t = torch.from_numpy(t).long()
+        a = alphas[t].view(-1, 1, 1, 1, 1)
+        noise = torch.from_numpy(rng.standard_normal(x0.shape).astype(np.float32))
+        noisy = a.sqrt() * x0 + (1 - a).sqrt() * noise
+        target_v = a.sqrt() * noise - (1 - a).sqrt() * x0
+        # Captions: the colour caption, the default prompt vidseg builds from class names, or none (dropout).
+        prompt = []
+        for i in batch:
+            u = rng.random()
+            prompt.append(empty if u < args.caption_dropout else captions[int(i)][int(u < 0.5 + args.caption_dropout / 2)])
+        prompt = torch.stack(prompt)
+        # Concept slots: the clip's shapes in a random order, then the padding slot (background).
+        order = [rng.permutation(pool["objects"][int(i)]) for i in batch]
+        concepts = torch.stack([concept_table[torch.as_tensor(o)] for o in order])  # [B, C, D]
+        cov = pool["coverage"][batch]  # [B, F, P, 1 + shapes]
+        targets = torch.stack([torch.cat([cov[b, :, :, torch.as_tensor(o) + 1], cov[b, :, :, :1]], dim=-1)
+                               for b, o in enumerate(order)]).permute(0, 3, 1, 2)  # [B, C + 1, F, P]
+        num_null = text_len - count
+        slot_weights = torch.ones(count + 1)
+        slot_weights[-1] = num_null
+        reader = GroundingReader(targets, slot_weights, (t <= AUX_MAX_T).float(), grid)
+        with concept_stream_attention(transformer, concepts, grid, layers=layers, top_k=1, reader=reader):
+            # Per-clip timesteps, so the transformer is called directly (the 2B-like toy model has no RoPE).
+            v = transformer(hidden_states=noisy, encoder_hidden_states=prompt, timestep=t, return_dict=False)[0]
+        v_loss = F.mse_loss(v, target_v)
+        aux = reader.loss()
+        loss = v_loss + args.aux_weight * aux
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(transformer.parameters(), 1.0)
+        optimizer.step()
+        schedule.step()
+        if step % 25 == 0 or step == 1:
+            elapsed = time.time() - start
+            log(f"step {step}/{args.steps}  v {v_loss.item():.4f}  aux {aux.item():.4f}  "
+                f"pointing {reader.pointing():.3f}  {elapsed / step:.2f} s/step",
+                step=step, v_loss=v_loss.item(), aux=aux.item(), pointing=reader.pointing(), seconds=elapsed)
+        if step % args.save_every == 0 or step == args.steps:
+            transformer.eval()
+            save_small_pipeline(pipeline, args.out, spec.preset)
+            if args.keep_checkpoints:
+                save_small_pipeline(pipeline, args.out.with_name(f"{args.out.name}-step{step}"), spec.preset)
+            transformer.train()
+            log(f"saved {args.out} at step {step}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
