@@ -87,7 +87,8 @@ class GroundingReader:
         choice = hard + soft - soft.detach()
         anchors = torch.einsum("bhsfp,bhfpd->bhsfd", choice, o)
         columns = torch.einsum("bhfpd,bhsfd->bhsfp", o, anchors)
-        z = zscore_over_slots(columns, self.slot_weights, dim=2, dtype=torch.float32)[:, :, :-1]  # concepts only
+        z = zscore_over_slots(columns, self.slot_weights, dim=2, dtype=torch.float32,
+                              min_variance=1e-8)[:, :, :-1]  # concepts only
         inside = self.targets[:, None, :-1]  # [B, 1, C, F, P]
         # Balanced: the inside and the outside of each object weigh alike.
         inside_w = inside / inside.sum((-1, -2), keepdim=True).clamp_min(1)
@@ -154,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--log", type=Path, default=None, help="JSON lines of the training curve")
     parser.add_argument("--save-every", type=int, default=250, help="save the model every N steps (and at the end)")
+    parser.add_argument("--pool-cache", type=Path, default=None, help="folder to keep the encoded pool in")
     parser.add_argument("--keep-checkpoints", action="store_true", help="also keep OUT-stepN folders")
     args = parser.parse_args(argv)
 
@@ -186,7 +188,16 @@ def main(argv: list[str] | None = None) -> int:
                          for seed in range(TRAIN_SEED0 - 64, TRAIN_SEED0 - 32)])
         vae.register_to_config(scaling_factor=float(1.0 / raw.std()))
         log(f"VAE scaling factor {vae.config.scaling_factor:.5f}")
-        pool = build_pool(pipeline, args.pool, grid, log)
+        # The pool is a pure function of (seed, size, the VAE's weights): cache it so a rerun starts at once.
+        cache = args.pool_cache / f"toy-pool-{args.seed}-{args.pool}.pt" if args.pool_cache else None
+        if cache is not None and cache.is_file():
+            pool = torch.load(cache)
+            log(f"pool: {args.pool} clips from {cache}")
+        else:
+            pool = build_pool(pipeline, args.pool, grid, log)
+            if cache is not None:
+                cache.parent.mkdir(parents=True, exist_ok=True)
+                torch.save(pool, cache)
 
         def encode(prompt: str, classes: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
             return t5_embeddings(pipeline.tokenizer, pipeline.text_encoder, prompt, classes, text_len=text_len)
@@ -241,8 +252,11 @@ def main(argv: list[str] | None = None) -> int:
         loss = v_loss + args.aux_weight * aux
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(transformer.parameters(), 1.0)
-        optimizer.step()
+        norm = torch.nn.utils.clip_grad_norm_(transformer.parameters(), 1.0)
+        if torch.isfinite(norm):
+            optimizer.step()
+        else:  # never let one degenerate batch poison the weights
+            log(f"step {step}: non-finite gradient, skipped")
         schedule.step()
         if step % 25 == 0 or step == 1:
             elapsed = time.time() - start

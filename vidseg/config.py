@@ -20,6 +20,10 @@ import yaml
 
 from vidseg.errors import ConfigError
 
+# What the read-outs give (each backbone says which of them it offers): IMAP (motion heads), GramCol (all heads), the
+# plain cross-attention baseline (Wan).
+MAP_KINDS = ("imap", "gramcol", "cross_attention")
+
 # Blocks whose maps are averaged for CogVideoX-2B (the official IMAP layer list, 0-based).
 COGVIDEOX_2B_LAYERS = [4, 6, 7, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23]
 
@@ -64,7 +68,7 @@ class InversionConfig:
 class MapsConfig:
     """Which attention maps are read out."""
 
-    map: str = "imap"  # imap (CHI-selected heads) | gramcol (all heads)
+    map: str = "imap"  # imap (CHI-selected heads) | gramcol (all heads) | cross_attention (Wan only)
     layers: list[int] = field(default_factory=lambda: list(COGVIDEOX_2B_LAYERS))
     top_k_heads: int = 5  # heads kept per layer by the Calinski-Harabasz frame-separation score
     concept_slots: str = "compact"  # compact (C classes + 1 weighted padding slot, exact) | full (all text slots)
@@ -144,8 +148,9 @@ class VidsegConfig:
     def validate(self) -> None:
         """Check values once, before anything is loaded. Raises ConfigError naming the field."""
         v, inv, m = self.video, self.inversion, self.maps
-        if v.num_frames < 9 or (v.num_frames - 1) % 8:
-            raise ConfigError(f"video.num_frames is {v.num_frames}; the CogVideoX VAE needs 8k+1 frames, e.g. 49")
+        if v.num_frames < 5 or (v.num_frames - 1) % 4:  # the model's own rule is checked when it is opened
+            raise ConfigError(f"video.num_frames is {v.num_frames}; the video VAEs need 4k+1 frames (CogVideoX: "
+                              f"8k+1), e.g. 49")
         if v.height % 16 or v.width % 16 or v.height <= 0 or v.width <= 0:
             raise ConfigError(f"video size {v.height}x{v.width} must be positive multiples of 16, e.g. 480x720")
         if v.sample_fps < 0:
@@ -162,7 +167,7 @@ class VidsegConfig:
                 f"inversion.readout_index is {inv.readout_index}; it must be in [0, {inv.num_steps}) "
                 f"(inversion.num_steps)"
             )
-        _check_choice("maps.map", m.map, ("imap", "gramcol"))
+        _check_choice("maps.map", m.map, MAP_KINDS)
         _check_choice("maps.concept_slots", m.concept_slots, ("compact", "full"))
         if not m.layers:
             raise ConfigError("maps.layers is empty; give at least one transformer block index")
@@ -260,6 +265,24 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
             value = raw
         data.setdefault(section, {})[name] = value
     return data
+
+
+# Models shipped inside the package, by the name --model takes (vidseg/models/<name>/, diffusers layout).
+PACKAGED_MODELS = ("toy",)
+
+
+def packaged_model_folder(name: str) -> Path | None:
+    """The folder of a model shipped inside vidseg (``--model toy``), or None when ``name`` is not one."""
+    return Path(__file__).parent / "models" / name if name in PACKAGED_MODELS else None
+
+
+def model_folder_config(model: str | Path | None) -> Path | None:
+    """The ``vidseg.yaml`` a model brings (packaged models and local folders), or None."""
+    if model is None:
+        return None
+    folder = packaged_model_folder(str(model)) or Path(model)
+    path = folder / "vidseg.yaml"
+    return path if path.is_file() else None
 
 
 def load_config(

@@ -25,7 +25,7 @@ import torch
 
 from vidseg import __version__
 from vidseg.config import VidsegConfig
-from vidseg.errors import ConfigError, OutputError
+from vidseg.errors import ConfigError, OutputError, VidsegError
 
 # Frames refined and written per batch: bounds memory for long, high-resolution videos.
 EXPORT_CHUNK = 16
@@ -296,6 +296,9 @@ class VideoSegmenter:
             progress.start(f"read maps {tag}")
             maps = model.read_maps(noisy, timestep, prompt_embeds, concept_embeds, cfg.maps)[cfg.maps.map]
             progress.finish()
+        if not torch.isfinite(maps).all():
+            raise VidsegError(f"the model produced non-finite maps (NaN or infinity) at {tag}; with --dtype float16 "
+                              f"try bfloat16 or float32, else the weights may be broken")
         return crop_to_valid(maps, valid_box, cfg.video.height, cfg.video.width), valid_box, timestep
 
     # -- post-processing ----------------------------------------------------------------------------------------
@@ -318,6 +321,14 @@ class VideoSegmenter:
             result, out_dir, self.config, progress=progress, frame_names=frame_names, size=size, flat=flat,
             model_name=str(self.model.source),
         )
+
+    def iter_labels(
+        self, result: SaliencyResult, *, frame_indices: Sequence[int] | np.ndarray | None = None
+    ) -> Iterator[tuple[int, np.ndarray]]:
+        """``(frame_index, labels [H, W] uint8)`` for every frame of ``result``'s video, in memory (no files):
+        probabilities, upsampling and CRF with the segmenter's config, a chunk of frames at a time."""
+        for idx, labels, _ in iter_labels(result, self.config, frame_indices=frame_indices):
+            yield idx, labels
 
     def predict(
         self, videos: Sequence[str | Path], classes: Sequence[str], out_dir: str | Path, *,
@@ -373,6 +384,48 @@ def frame_saliency(result: SaliencyResult, frame_indices: np.ndarray) -> torch.T
     return (1 - a) * s[:, left].permute(1, 0, 2, 3) + a * s[:, right].permute(1, 0, 2, 3)
 
 
+def iter_labels(
+    result: SaliencyResult,
+    config: VidsegConfig,
+    *,
+    frame_indices: Sequence[int] | np.ndarray | None = None,
+    background: float | None | str = "config",
+    reader: Any = None,
+) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """Label maps of ``result``'s video, frame by frame, in memory: yields ``(frame_index, labels, frame)``.
+
+    ``labels`` is uint8 ``[H, W]`` at the video's size (0 = background, i = the i-th class); ``frame`` the RGB
+    frame ``[H, W, 3]`` it was refined against. Saliency -> probabilities -> upsampling -> CRF run in chunks of
+    ``EXPORT_CHUNK`` frames, so memory stays bounded for long videos. ``frame_indices`` restricts the frames
+    (default: all, in order); ``background`` overrides ``config.probs.background`` (None: no background class,
+    as the VSPW export needs); ``reader`` is an open video reader to use instead of opening the source again.
+    """
+    from vidseg.probs import saliency_to_probs
+    from vidseg.refine import to_labels
+    from vidseg.video.read import open_video
+
+    indices = np.arange(result.info.num_frames) if frame_indices is None else np.asarray(frame_indices, np.int64)
+    if background == "config":
+        background = config.probs.background
+    # Calibrate on the whole video's maps, not chunk by chunk, so every frame is scaled alike.
+    reference = result.sampled.permute(1, 0, 2, 3)  # [S, C, h, w]
+    if reader is None:
+        video = open_video(result.source, reader=config.video.reader, frame_folder_fps=config.video.frame_folder_fps)
+        with video as opened:
+            yield from iter_labels(result, config, frame_indices=indices, background=background, reader=opened)
+        return
+    for start in range(0, len(indices), EXPORT_CHUNK):
+        chunk = indices[start:start + EXPORT_CHUNK]
+        frames = reader.read(chunk)
+        probs = saliency_to_probs(
+            frame_saliency(result, chunk), temperature=config.probs.temperature, background=background,
+            calibration=config.probs.calibration, reference=reference,
+        )
+        labels = to_labels(frames, probs, upsampler=config.upsample, crf=config.crf, workers=config.export.workers)
+        for j, idx in enumerate(chunk):
+            yield int(idx), labels[j], frames[j]
+
+
 def export_labels(
     result: SaliencyResult,
     out_dir: str | Path,
@@ -384,7 +437,7 @@ def export_labels(
     flat: bool = False,
     model_name: str = "",
 ) -> Path:
-    """Saliency → probabilities → upsampled, CRF-refined labels → files, streamed in chunks of frames.
+    """Write the labels of ``iter_labels`` for every frame (or only ``frame_names``) of ``result``'s video.
 
     ``out_dir`` is written atomically (temporary sibling folder renamed on success) and holds the masks of
     ``config.export.format`` (in ``masks/``, or directly in ``out_dir`` when ``flat``, the VSPW prediction layout),
@@ -393,9 +446,6 @@ def export_labels(
     The ``vspw`` format has no background: every pixel gets one of the classes, as evaluation requires.
     """
     from vidseg.export import make_writers, write_saliency_npz
-    from vidseg.probs import saliency_to_probs
-    from vidseg.refine import to_labels
-    from vidseg.video.read import open_video
 
     progress = progress or _NoProgress()
     out_dir = Path(out_dir)
@@ -412,27 +462,16 @@ def export_labels(
         indices = np.array([lookup[n] for n in frame_names], dtype=np.int64)
 
     background = None if fmt == "vspw" else config.probs.background
-    # Calibrate on the whole video's maps, not chunk by chunk, so every frame is scaled alike.
-    reference = result.sampled.permute(1, 0, 2, 3)  # [S, C, h, w]
-    video = open_video(result.source, reader=config.video.reader, frame_folder_fps=config.video.frame_folder_fps)
-    with video as reader, atomic_dir(out_dir) as tmp:
+    with atomic_dir(out_dir) as tmp:
         writers = make_writers(
             fmt, tmp, result.classes, overlay=config.export.overlay and not flat, fps=info.fps, flat=flat,
             id_space=config.export.id_space, size=size,
         )
         progress.start("refine + export", total=len(indices))
-        for start in range(0, len(indices), EXPORT_CHUNK):
-            chunk = indices[start:start + EXPORT_CHUNK]
-            frames = reader.read(chunk)
-            probs = saliency_to_probs(
-                frame_saliency(result, chunk), temperature=config.probs.temperature, background=background,
-                calibration=config.probs.calibration, reference=reference,
-            )
-            labels = to_labels(frames, probs, upsampler=config.upsample, crf=config.crf, workers=config.export.workers)
-            for j, idx in enumerate(chunk):
-                for writer in writers:
-                    writer.add(int(idx), names[idx], labels[j], frames[j])
-            progress.advance(len(chunk))
+        for idx, labels, frame in iter_labels(result, config, frame_indices=indices, background=background):
+            for writer in writers:
+                writer.add(idx, names[idx], labels, frame)
+            progress.advance()
         for writer in writers:
             writer.close()
         _write_saliency(tmp / "saliency.npz", result, write_saliency_npz)

@@ -205,3 +205,33 @@ def write_toy_clip(path: str | Path, clip: ToyClip, *, fps: float = 8.0) -> tupl
         Path(tmp_video).unlink(missing_ok=True)
         raise
     return path, masks_dir
+
+
+def class_ious(predicted: np.ndarray, truth: np.ndarray, classes: list[str]) -> dict[str, float | None]:
+    """IoU over all frames of each class given, against toy-world truth.
+
+    Args:
+        predicted: ``[T, H, W]`` labels as vidseg writes them (0 background, i = the i-th of ``classes``).
+        truth: ``[T, H, W]`` toy-world labels (0 background, ``shape_label(shape)``).
+        classes: the class names the prediction was asked for.
+
+    Returns:
+        class -> IoU for the shapes present in ``truth``; None for a class absent from ``truth`` (or not a toy
+        shape), which scores no IoU (whether it claimed pixels is ``absent_pixels``' business).
+    """
+    if predicted.shape != truth.shape:
+        raise ValueError(f"prediction {predicted.shape} and truth {truth.shape} differ in shape")
+    scores: dict[str, float | None] = {}
+    for i, name in enumerate(classes, start=1):
+        if name not in SHAPES or not (truth == shape_label(name)).any():
+            scores[name] = None
+            continue
+        t, p = truth == shape_label(name), predicted == i
+        scores[name] = float((t & p).sum() / (t | p).sum())
+    return scores
+
+
+def absent_pixels(predicted: np.ndarray, truth: np.ndarray, classes: list[str]) -> dict[str, int]:
+    """Pixels claimed by each class that is absent from ``truth`` (should be 0)."""
+    return {name: int((predicted == i).sum()) for i, name in enumerate(classes, start=1)
+            if name not in SHAPES or not (truth == shape_label(name)).any()}

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from vidseg.config import VidsegConfig, load_config
+from vidseg.config import VidsegConfig, load_config, model_folder_config
 
 ModelOpt = typer.Option(None, "--model", help="Hub id or local diffusers folder. Default: the preset's, THUDM/CogVideoX-2b.")
 PresetOpt = typer.Option("cogvideox-2b", "--preset", help="Model preset from configs/: cogvideox-2b, cogvideox-5b.")
@@ -49,14 +49,8 @@ def build_config(
     overlay: Optional[bool] = None,
 ) -> VidsegConfig:
     """Preset → model folder's vidseg.yaml → --config → --set → dedicated options; validated once."""
-    from vidseg.models.load import packaged_model_folder
-
-    model_dir_config = None
-    if model is not None:
-        folder = packaged_model_folder(model) or Path(model)
-        if (folder / "vidseg.yaml").is_file():
-            model_dir_config = folder / "vidseg.yaml"
-    cfg = load_config(preset, model_dir_config=model_dir_config, user_config=config_path, overrides=overrides)
+    cfg = load_config(preset, model_dir_config=model_folder_config(model), user_config=config_path,
+                      overrides=overrides)
     options = {
         ("model", "model"): model,
         ("model", "device"): device,

@@ -54,7 +54,8 @@ def gramcol(o: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
 
 
 def zscore_over_slots(
-    maps: torch.Tensor, slot_weights: torch.Tensor, dim: int = 0, *, dtype: torch.dtype = torch.float64
+    maps: torch.Tensor, slot_weights: torch.Tensor, dim: int = 0, *, dtype: torch.dtype = torch.float64,
+    min_variance: float = 0.0,
 ) -> torch.Tensor:
     """Z-score across concept slots, each slot counted ``slot_weights[s]`` times (method.md §7.2).
 
@@ -67,6 +68,8 @@ def zscore_over_slots(
         dim: the slot dimension of ``maps``.
         dtype: what the statistics are computed in (float64 by default, see below; training uses float32). No
             operation is in place, so gradients flow through.
+        min_variance: a floor on the variance. The read-out keeps 0 (the official formula); training sets a small
+            one, since the square root's gradient is infinite where every slot has the same value.
 
     Returns:
         z-scored maps in ``dtype``, same shape as ``maps``. Where every slot has the same value (all concepts on one
@@ -79,4 +82,6 @@ def zscore_over_slots(
     mean = values @ weights / total
     centred = values - mean[..., None]
     variance = centred.square() @ weights / (total - 1)
+    if min_variance > 0:
+        variance = variance.clamp_min(min_variance)
     return (centred / (variance.sqrt() + ZSCORE_EPS)[..., None]).movedim(-1, dim)

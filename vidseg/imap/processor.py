@@ -19,7 +19,7 @@ from diffusers.models.embeddings import apply_rotary_emb
 
 from vidseg.errors import ConfigError
 from vidseg.imap.gramcol import gramcol, surrogate_tokens, zscore_over_slots
-from vidseg.imap.heads import frame_separation
+from vidseg.imap.heads import check_layers_and_heads, frame_separation
 
 CONCEPT_SLOTS = ("compact", "full")
 CHUNK_BYTES = 64 * 2**20  # target size of one per-head-chunk temporary in the map read-out
@@ -264,18 +264,8 @@ def check_readout_arguments(
 ) -> list[int]:
     """Validate the read-out options against the model; returns the sorted, de-duplicated map layers."""
     cfg = transformer.config
-    num_blocks = len(transformer.transformer_blocks)
-    if len(layers) == 0:
-        raise ConfigError("maps.layers is empty; give at least one transformer block index")
-    missing = [i for i in layers if not 0 <= i < num_blocks]
-    if missing:
-        raise ConfigError(
-            f"map layers {missing} do not exist: the model has blocks 0..{num_blocks - 1}; fix maps.layers"
-        )
-    if not 1 <= top_k <= cfg.num_attention_heads:
-        raise ConfigError(
-            f"maps.top_k_heads is {top_k}; it must be between 1 and the model's {cfg.num_attention_heads} heads"
-        )
+    map_layers = check_layers_and_heads(layers, top_k, num_blocks=len(transformer.transformer_blocks),
+                                        num_heads=cfg.num_attention_heads)
     if concept_slots not in CONCEPT_SLOTS:
         raise ConfigError(f"maps.concept_slots is {concept_slots!r}; choose one of {', '.join(CONCEPT_SLOTS)}")
     if concept_embeds.ndim not in (2, 3) or concept_embeds.shape[-1] != cfg.text_embed_dim:
@@ -287,7 +277,7 @@ def check_readout_arguments(
         raise ConfigError(f"{num_concepts} class names given; the model reads 1 to {text_len} (its text slots)")
     if any(getattr(block.attn1, "fused_projections", False) for block in transformer.transformer_blocks):
         raise ConfigError("the transformer has fused QKV projections; call transformer.unfuse_qkv_projections() first")
-    return sorted(set(layers))
+    return map_layers
 
 
 @contextmanager

@@ -1,13 +1,14 @@
-"""Load CogVideoX (hub id or local diffusers folder) component by component, with T5 loaded only while needed.
+"""Load a video diffusion transformer (hub id, local diffusers folder, or a packaged name) part by part, with the
+text encoder loaded only while needed; the ``Backbone`` base and the registry of backbone families.
 
-Memory plan: ``load_model`` reads configs and the scheduler only and checks that the weights are there. The T5
-encoder is loaded by the first ``encode_text`` call, and ``release_text_encoder`` frees it. The transformer and the
-VAE are loaded and moved to the device on first access of ``model.transformer`` / ``model.vae``. So encoding all
-texts, releasing T5, then running the model never holds T5 (4.8 B parameters for the real models) and the
-transformer at the same time. Calling ``encode_text`` after the release loads T5 again.
+Memory plan: ``load_model`` reads configs and the scheduler only and checks that the weights are there. The text
+encoder (T5 / umT5) is loaded by the first ``encode_text`` call, and ``release_text_encoder`` frees it. The
+transformer and the VAE are loaded and moved to the device on first access of ``model.transformer`` /
+``model.vae``. So encoding all texts, releasing the encoder, then running the model never holds the text encoder
+(4.8 B parameters for the real models) and the transformer at the same time.
 
-T5 runs in bfloat16 (the dtype it is distributed and used in) except when float32 is asked for on a GPU; on a
-CPU this halves its 19 GB float32 footprint. It never runs in float16, where T5 overflows.
+The text encoder runs in bfloat16 (the dtype it is distributed and used in) except when float32 is asked for on a
+GPU; on a CPU this halves its 19 GB float32 footprint. It never runs in float16, where T5 overflows.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any
 
 import torch
 
+from vidseg.config import packaged_model_folder
 from vidseg.errors import ConfigError, ModelLoadError
 
 logger = logging.getLogger(__name__)
@@ -39,26 +41,38 @@ _DTYPES = {
 }
 _WEIGHT_SUFFIXES = (".safetensors", ".bin")
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-# Models shipped inside the package, by the name --model takes (vidseg/models/<name>/, diffusers layout).
-PACKAGED_MODELS = ("toy",)
-_HINT = "pass --model PATH to a local CogVideoX diffusers folder, or run `vidseg make-tiny-model DIR` to try offline"
+_HINT = ("pass --model PATH to a local CogVideoX or Wan2.1 diffusers folder, or run `vidseg make-tiny-model DIR` to "
+         "try offline")
 
 
-class CogVideoXModel:
-    """A CogVideoX checkpoint: transformer, VAE and scheduler, plus T5 text encoding.
+class Backbone:
+    """A video diffusion transformer checkpoint, loaded part by part: the base of every backbone (the seam the
+    pipeline composes; ``vidseg.pipeline.VideoSegmenter.window_saliency`` calls only what is listed here).
+
+    A backbone provides: ``encode_text(prompt, classes)`` -> ``(prompt_embeds, concepts)``; ``release_text_encoder``;
+    ``encode_video(pixels)`` -> clean latents in its transformer's layout; ``noise_to_readout(latents,
+    prompt_embeds, inversion)`` -> ``(noisy, timestep)``; ``read_maps(noisy, timestep, prompt_embeds, concepts,
+    maps)`` -> ``{map kind: [C, F, h, w]}``; ``check_settings(config, classes)``, which checks everything that can
+    contradict the model from its config files alone; and ``map_kinds``. Subclasses set the class names below.
 
     Attributes:
-        source: what was asked for (hub id or path).
+        source: what was asked for (hub id, path or packaged name).
         folder: the local diffusers folder the weights come from.
         device: where the model runs (the execution device with ``offload``).
         dtype: transformer and VAE dtype; ``encode_text`` returns embeddings in it.
-        scheduler: the checkpoint's scheduler (``CogVideoXDDIMScheduler`` for 2B, ``CogVideoXDPMScheduler`` for 5B).
+        scheduler: the checkpoint's scheduler.
         preset_path: the folder's ``vidseg.yaml`` (settings shipped with the model, e.g. the tiny model's), or None.
-        transformer_config: the transformer's config.json as a dict (available without loading the weights).
+        transformer_config, vae_config: the config.json files as dicts (available without loading the weights).
     """
 
+    family = ""
+    transformer_class = ""
+    vae_class = ""
+    text_encoder_class = ""
+    map_kinds: tuple[str, ...] = ()
+
     def __init__(self, source: str, folder: Path, *, device: torch.device, dtype: torch.dtype, offload: bool,
-                 vae_tiling: bool, scheduler: Any, transformer_config: dict[str, Any]):
+                 vae_tiling: bool, scheduler: Any, transformer_config: dict[str, Any], vae_config: dict[str, Any]):
         self.source = source
         self.folder = folder
         self.device = device
@@ -67,6 +81,7 @@ class CogVideoXModel:
         self.vae_tiling = vae_tiling
         self.scheduler = scheduler
         self.transformer_config = transformer_config
+        self.vae_config = vae_config
         preset = folder / "vidseg.yaml"
         self.preset_path: Path | None = preset if preset.is_file() else None
         self.text_dtype = torch.float32 if dtype == torch.float32 and device.type != "cpu" else torch.bfloat16
@@ -76,25 +91,31 @@ class CogVideoXModel:
         self._text_encoder: Any = None
 
     def __repr__(self) -> str:
-        return f"CogVideoXModel({self.source!r}, device={self.device}, dtype={self.dtype}, offload={self.offload})"
+        return (f"{type(self).__name__}({self.source!r}, device={self.device}, dtype={self.dtype}, "
+                f"offload={self.offload})")
+
+    @classmethod
+    def check_scheduler(cls, scheduler: Any, model: str) -> None:
+        """Raise ``ModelLoadError`` when ``scheduler`` is not one this backbone can invert with."""
 
     @property
     def transformer(self) -> Any:
-        """``CogVideoXTransformer3DModel`` in ``dtype`` on ``device`` (weights on the CPU with ``offload``)."""
+        """The transformer in ``dtype`` on ``device`` (weights on the CPU with ``offload``)."""
         if self._transformer is None:
-            from diffusers import CogVideoXTransformer3DModel
+            import diffusers
 
-            transformer = self._load("transformer", CogVideoXTransformer3DModel.from_pretrained, dtype=self.dtype)
+            loader = getattr(diffusers, self.transformer_class).from_pretrained
+            transformer = self._load("transformer", loader, dtype=self.dtype)
             self._transformer = self._place(transformer.eval(), "block_level")
         return self._transformer
 
     @property
     def vae(self) -> Any:
-        """``AutoencoderKLCogVideoX`` in ``dtype`` on ``device``, with slicing (and tiling when configured)."""
+        """The VAE in ``dtype`` on ``device``, with slicing (and tiling when configured)."""
         if self._vae is None:
-            from diffusers import AutoencoderKLCogVideoX
+            import diffusers
 
-            vae = self._load("vae", AutoencoderKLCogVideoX.from_pretrained, dtype=self.dtype)
+            vae = self._load("vae", getattr(diffusers, self.vae_class).from_pretrained, dtype=self.dtype)
             vae.enable_slicing()
             if self.vae_tiling:
                 vae.enable_tiling()
@@ -105,90 +126,33 @@ class CogVideoXModel:
     def text_encoder_loaded(self) -> bool:
         return self._text_encoder is not None
 
-    @torch.no_grad()
-    def encode_text(self, prompt: str, classes: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        """T5 embeddings of the prompt and of each class name (loads T5 if it is not loaded).
+    @property
+    def tokenizer(self) -> Any:
+        """The tokenizer (small; loading it loads no weights)."""
+        if self._tokenizer is None:
+            from transformers import AutoTokenizer
 
-        The prompt is padded / truncated to the transformer's ``max_text_seq_length`` tokens (226 for the real
-        models), as the CogVideoX pipeline does. Each class name is tokenised and encoded on its own
-        (``CONCEPT_MAX_TOKENS`` tokens) and only the embedding of its first token is kept (method.md §5.1).
-
-        Returns:
-            ``prompt_embeds [1, text_len, text_dim]`` and ``concept_embeds [concepts, text_dim]``, in ``dtype`` on
-            ``device``.
-        """
-        tokenizer, encoder = self._load_text_encoder()
-        text_len = int(self.transformer_config["max_text_seq_length"])
-        prompt_embeds, concept_embeds = t5_embeddings(
-            tokenizer, encoder, prompt, classes, text_len=text_len, device=self.device
-        )
-        return prompt_embeds.to(self.dtype), concept_embeds.to(self.dtype)
-
-    # -- the backbone interface the pipeline composes (vidseg.pipeline.VideoSegmenter.window_saliency) ---------------
-
-    @torch.no_grad()
-    def encode_video(self, pixels: torch.Tensor) -> torch.Tensor:
-        """Frames ``[T, 3, H, W]`` in [-1, 1] -> clean latents in the transformer's layout ``[1, F, C, h, w]``."""
-        from vidseg.inversion import encode_frames
-
-        return encode_frames(self.vae, pixels.to(self.device, self.dtype))
-
-    @torch.no_grad()
-    def noise_to_readout(
-        self, latents: torch.Tensor, prompt_embeds: torch.Tensor, inversion: Any, *, on_step: Any = None
-    ) -> tuple[torch.Tensor, int]:
-        """Bring clean latents to the read-out timestep: DDIM inversion or the official single noising.
-
-        ``inversion`` is a ``vidseg.config.InversionConfig``; ``on_step(i, n)`` is called after each inversion step.
-        Returns the noisy latents and the integer read-out timestep.
-        """
-        from vidseg.inversion import invert_video, renoise_video
-
-        if inversion.method == "ddim":
-            return invert_video(self.transformer, self.scheduler, latents, prompt_embeds.to(self.device, self.dtype),
-                                num_steps=inversion.num_steps, readout_index=inversion.readout_index,
-                                on_step=on_step)
-        return renoise_video(self.scheduler, latents, num_steps=inversion.num_steps,
-                             readout_index=inversion.readout_index, seed=inversion.seed)
-
-    @torch.no_grad()
-    def read_maps(
-        self, noisy: torch.Tensor, timestep: int, prompt_embeds: torch.Tensor, concept_embeds: torch.Tensor,
-        maps: Any,
-    ) -> dict[str, torch.Tensor]:
-        """The instrumented read-out forward: ``{"imap", "gramcol"}`` maps ``[C, F, h, w]`` on the token grid.
-
-        ``maps`` is a ``vidseg.config.MapsConfig`` (layers, motion heads, concept slots).
-        """
-        from vidseg.imap import extract_maps
-
-        return extract_maps(
-            self.transformer, noisy.to(self.dtype), timestep, prompt_embeds.to(self.device, self.dtype),
-            concept_embeds.to(self.device, self.dtype), layers=maps.layers, top_k=maps.top_k_heads,
-            concept_slots=maps.concept_slots,
-        )
+            self._tokenizer = self._load("tokenizer", AutoTokenizer.from_pretrained)
+        return self._tokenizer
 
     def release_text_encoder(self) -> None:
-        """Free T5 (host and GPU memory). ``encode_text`` loads it again if called later."""
+        """Free the text encoder (host and GPU memory). ``encode_text`` loads it again if called later."""
         if self._text_encoder is None:
             return
         self._text_encoder = None
         gc.collect()
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
-        logger.debug("released the T5 text encoder of %s", self.source)
+        logger.debug("released the text encoder of %s", self.source)
 
     def _load_text_encoder(self) -> tuple[Any, Any]:
-        if self._tokenizer is None:
-            from transformers import AutoTokenizer
-
-            self._tokenizer = self._load("tokenizer", AutoTokenizer.from_pretrained)
         if self._text_encoder is None:
-            from transformers import T5EncoderModel
+            import transformers
 
-            encoder = self._load("text_encoder", T5EncoderModel.from_pretrained, dtype=self.text_dtype)
+            loader = getattr(transformers, self.text_encoder_class).from_pretrained
+            encoder = self._load("text_encoder", loader, dtype=self.text_dtype)
             self._text_encoder = self._place(encoder.eval(), "leaf_level")
-        return self._tokenizer, self._text_encoder
+        return self.tokenizer, self._text_encoder
 
     def _load(self, subfolder: str, loader: Any, **kwargs: Any) -> Any:
         try:
@@ -199,8 +163,8 @@ class CogVideoXModel:
                                  f"re-download the model or {_HINT}") from None
 
     def _place(self, module: Any, offload_type: str) -> Any:
-        """Move to the device, or with ``offload`` on a GPU keep weights on the CPU and move each block (or, for T5,
-        each layer) to the GPU while it runs."""
+        """Move to the device, or with ``offload`` on a GPU keep weights on the CPU and move each block (or, for the
+        text encoder, each layer) to the GPU while it runs."""
         if not (self.offload and self.device.type == "cuda"):
             return module.to(self.device)
         from diffusers.hooks import apply_group_offloading
@@ -210,6 +174,34 @@ class CogVideoXModel:
         return module
 
 
+def check_map_settings(maps: Any, *, num_blocks: int, num_heads: int, map_kinds: Sequence[str], family: str) -> None:
+    """``maps`` (a ``MapsConfig``) against a model's depth, heads and the map kinds its read-out gives."""
+    from vidseg.imap.heads import check_layers_and_heads
+
+    if maps.map not in map_kinds:
+        raise ConfigError(f"maps.map is {maps.map!r}; {family} gives {', '.join(map_kinds)}")
+    check_layers_and_heads(maps.layers, maps.top_k_heads, num_blocks=num_blocks, num_heads=num_heads)
+
+
+# Backbone families by the transformer class a diffusers folder names (transformer/config.json, as in
+# model_index.json): "module:class", imported when used.
+BACKBONES = {
+    "CogVideoXTransformer3DModel": "vidseg.models.cogvideox:CogVideoXModel",
+    "WanTransformer3DModel": "vidseg.models.wan:WanModel",
+}
+
+
+def backbone_class(transformer_class: str) -> type[Backbone] | None:
+    """The backbone implementation for a diffusers transformer class name, or None when vidseg has none."""
+    target = BACKBONES.get(transformer_class)
+    if target is None:
+        return None
+    import importlib
+
+    module, name = target.split(":")
+    return getattr(importlib.import_module(module), name)
+
+
 def load_model(
     model: str,
     *,
@@ -217,8 +209,8 @@ def load_model(
     dtype: str | torch.dtype | None = None,
     offload: bool = False,
     vae_tiling: bool = True,
-) -> CogVideoXModel:
-    """Open a CogVideoX checkpoint from a local diffusers folder or a Hugging Face hub id.
+) -> Backbone:
+    """Open a checkpoint (CogVideoX or Wan2.1) from a local diffusers folder, a hub id or a packaged name.
 
     A hub id is looked up in the local cache first; the network is tried only when the hub answers within
     ``HUB_TIMEOUT_S`` seconds, so an offline machine fails at once. Weights load lazily (see the module docstring).
@@ -233,7 +225,8 @@ def load_model(
         vae_tiling: encode frames in spatial tiles to bound VAE memory.
 
     Raises:
-        ModelLoadError: weights missing (offline hub id, wrong path, incomplete folder) or not a CogVideoX model.
+        ModelLoadError: weights missing (offline hub id, wrong path, incomplete folder) or a model family vidseg
+            does not read.
         ConfigError: unknown dtype or unavailable device.
     """
     torch_device = _resolve_device(device)
@@ -242,12 +235,16 @@ def load_model(
         logger.info("offload only applies on a CUDA device; running everything on %s", torch_device)
     folder = _resolve_folder(model)
     transformer_config = _read_json(folder / "transformer" / "config.json", model)
-    if transformer_config.get("_class_name") != "CogVideoXTransformer3DModel":
-        raise ModelLoadError(f"{model} is not a CogVideoX model (its transformer is "
-                             f"{transformer_config.get('_class_name')!r}); {_HINT}")
+    name = transformer_config.get("_class_name", "")
+    backbone = backbone_class(name)
+    if backbone is None:
+        raise ModelLoadError(f"{model} is not a CogVideoX model nor a Wan2.1 one (its transformer is {name!r}); "
+                             f"{_HINT}")
     scheduler = _load_scheduler(folder, model)
-    return CogVideoXModel(model, folder, device=torch_device, dtype=torch_dtype, offload=offload,
-                          vae_tiling=vae_tiling, scheduler=scheduler, transformer_config=transformer_config)
+    backbone.check_scheduler(scheduler, model)
+    return backbone(model, folder, device=torch_device, dtype=torch_dtype, offload=offload, vae_tiling=vae_tiling,
+                    scheduler=scheduler, transformer_config=transformer_config,
+                    vae_config=_read_json(folder / "vae" / "config.json", model))
 
 
 def t5_embeddings(
@@ -350,15 +347,6 @@ def _missing_parts(folder: Path) -> list[str]:
     return missing
 
 
-def packaged_model_folder(name: str) -> Path | None:
-    """The folder of a model shipped inside vidseg (``--model toy``), or None when ``name`` is not one."""
-    if name not in PACKAGED_MODELS:
-        return None
-    from importlib import resources
-
-    return Path(str(resources.files("vidseg.models") / name))
-
-
 def _resolve_folder(model: str) -> Path:
     """The local folder holding ``model``: a packaged model, the path itself, a cached hub snapshot, or a fresh
     download."""
@@ -438,12 +426,7 @@ def _load_scheduler(folder: Path, model: str) -> Any:
     scheduler_class = getattr(diffusers, name, None)
     if scheduler_class is None or not hasattr(scheduler_class, "from_pretrained"):
         raise ModelLoadError(f"the scheduler class {name!r} of {model} is not a diffusers scheduler; {_HINT}")
-    scheduler = scheduler_class.from_pretrained(str(folder), subfolder="scheduler")
-    if not hasattr(scheduler, "alphas_cumprod") or scheduler.config.get("prediction_type") != "v_prediction":
-        raise ModelLoadError(f"{model} uses {name} with prediction {scheduler.config.get('prediction_type')!r}; "
-                             "vidseg needs a v-prediction DDIM-type scheduler (CogVideoXDDIMScheduler / "
-                             "CogVideoXDPMScheduler)")
-    return scheduler
+    return scheduler_class.from_pretrained(str(folder), subfolder="scheduler")
 
 
 def _first_line(exc: BaseException) -> str:

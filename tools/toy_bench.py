@@ -1,0 +1,178 @@
+"""How vidseg's choices score on the toy world, where the truth is known: mean IoU of a model's masks through the
+library pipeline (``VideoSegmenter.compute_saliency`` then ``iter_labels``, what ``vidseg predict`` runs) on held-out
+toy clips, for map kind, inversion, read-out timestep, map layers, motion heads, calibration, background logit,
+upsampler and CRF, plus two random-weight controls.
+
+    python tools/toy_bench.py                      # the shipped toy model, 8 held-out clips; a table
+    python tools/toy_bench.py --clips 4 --json toy_bench.json
+    python tools/toy_bench.py --model /tmp/toy-step1000 --only defaults
+
+Clips are the toy world's seeds 0..N-1 (the toy model trained on seeds from 1,000,000 on), 24 frames at 192 x 128,
+written as H.264 like ``vidseg make-toy-clip``, segmented with the classes present. A clip's score is the mean IoU
+over its shapes; a row's score is the mean over clips. Each row changes one setting from the model's preset.
+These are toy numbers: they say what vidseg's plumbing and read-out do on a small model trained to ground its
+words, and do not transfer blindly to CogVideoX.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from vidseg.config import load_config, model_folder_config  # noqa: E402
+from vidseg.models.load import load_model  # noqa: E402
+from vidseg.models.tiny import TOY_SPEC, build_small_pipeline, make_tiny_model, save_small_pipeline  # noqa: E402
+from vidseg.pipeline import VideoSegmenter  # noqa: E402
+from vidseg.toyworld import SHAPES, class_ious, render_clip, write_toy_clip  # noqa: E402
+
+# (row name, settings that need the model pass again, settings applied to the same maps afterwards)
+MODEL_ROWS = [
+    ("defaults (IMAP, DDIM 20 steps to t=399)", [], []),
+    ("map: GramCol (all heads)", ["maps.map=gramcol"], []),
+    ("inversion: renoise (official)", ["inversion.method=renoise"], []),
+    ("inversion: DDIM 10 steps (grid 25, t=399)", ["inversion.num_steps=25", "inversion.readout_index=15"], []),
+    ("inversion: DDIM 5 steps (grid 12, t=416)", ["inversion.num_steps=12", "inversion.readout_index=7"], []),
+    ("read-out t=199 (DDIM 10 steps)", ["inversion.readout_index=40"], []),
+    ("read-out t=599 (DDIM 30 steps)", ["inversion.readout_index=20"], []),
+    ("read-out t=799 (DDIM 40 steps)", ["inversion.readout_index=10"], []),
+    ("layers [1]", ["maps.layers=[1]"], []),
+    ("layers [2]", ["maps.layers=[2]"], []),
+    ("layers [3]", ["maps.layers=[3]"], []),
+    ("layers [4]", ["maps.layers=[4]"], []),
+    ("layers [0..5] (all)", ["maps.layers=[0,1,2,3,4,5]"], []),
+    ("motion heads top-1", ["maps.top_k_heads=1"], []),
+    ("motion heads top-4 (= all)", ["maps.top_k_heads=4"], []),
+]
+POST_ROWS = [
+    ("calibration: clip", ["probs.calibration=clip"]),
+    ("calibration: otsu", ["probs.calibration=otsu"]),
+    ("calibration: none, background 0", ["probs.calibration=none", "probs.background=0.0"]),
+    ("background logit 1.0", ["probs.background=1.0"]),
+    ("background logit 3.0", ["probs.background=3.0"]),
+    ("upsample: bilinear", ["upsample.method=bilinear"]),
+    ("CRF: off", ["crf.enabled=false"]),
+    ("CRF: real-video defaults (15 / 4 / 3)", ["crf.bilateral_sxy=15", "crf.bilateral_srgb=4",
+                                               "crf.bilateral_compat=3"]),
+    ("bilinear, no CRF", ["upsample.method=bilinear", "crf.enabled=false"]),
+]
+
+
+def make_clips(count: int, folder: Path) -> list[tuple[Path, list[str], np.ndarray]]:
+    """Held-out toy clips written as videos: (path, classes present, truth labels [T, H, W])."""
+    clips = []
+    for seed in range(count):
+        clip = render_clip(seed, num_frames=24, height=128, width=192)
+        path, _ = write_toy_clip(folder / f"toy{seed:03d}.mp4", clip)
+        clips.append((path, clip.classes, clip.labels))
+    return clips
+
+
+def score(segmenter: VideoSegmenter, result, truth: np.ndarray) -> dict[str, float | None]:
+    labels = np.stack([lab for _, lab in segmenter.iter_labels(result)])
+    return class_ious(labels, truth, result.classes)
+
+
+def run_model(model_dir: str, clips, rows, post_rows, workers: int, log) -> list[dict]:
+    """Every row for one model: each model row is a model pass per clip; post rows reuse the defaults' maps."""
+    model = load_model(model_dir)
+    base_file = model_folder_config(model_dir)
+    out = []
+
+    def config(overrides: list[str]):
+        cfg = load_config(model_dir_config=base_file, overrides=overrides + [f"export.workers={workers}"])
+        cfg.validate()
+        return cfg
+
+    defaults_results = []
+    for name, model_overrides, post in rows:
+        segmenter = VideoSegmenter(model, config(model_overrides + post))
+        per_clip, per_class, seconds = [], {s: [] for s in SHAPES}, 0.0
+        for i, (path, classes, truth) in enumerate(clips):
+            start = time.perf_counter()
+            result = segmenter.compute_saliency(path, classes)
+            seconds += time.perf_counter() - start
+            if not model_overrides:
+                defaults_results.append(result)
+            ious = score(segmenter, result, truth)
+            per_clip.append(np.mean([v for v in ious.values() if v is not None]))
+            for cls, v in ious.items():
+                if v is not None:
+                    per_class[cls].append(v)
+        out.append(_row(name, model_overrides + post, per_clip, per_class, seconds / len(clips)))
+        log(out[-1])
+    for name, post in post_rows:
+        segmenter = VideoSegmenter(model, config(post))
+        per_clip, per_class = [], {s: [] for s in SHAPES}
+        for (path, classes, truth), result in zip(clips, defaults_results):
+            ious = score(segmenter, result, truth)
+            per_clip.append(np.mean([v for v in ious.values() if v is not None]))
+            for cls, v in ious.items():
+                if v is not None:
+                    per_class[cls].append(v)
+        out.append(_row(name, post, per_clip, per_class, None))
+        log(out[-1])
+    return out
+
+
+def _row(name, settings, per_clip, per_class, seconds) -> dict:
+    return {"row": name, "settings": settings, "miou": float(np.mean(per_clip)),
+            "per_clip": [round(float(v), 4) for v in per_clip],
+            "per_class": {k: (float(np.mean(v)) if v else None) for k, v in per_class.items()},
+            "model_s_per_clip": seconds}
+
+
+def print_row(row: dict, prefix: str = "") -> None:
+    classes = "  ".join(f"{k} {v:.3f}" if v is not None else f"{k}   -  " for k, v in row["per_class"].items())
+    secs = f"{row['model_s_per_clip']:6.1f} s" if row["model_s_per_clip"] is not None else "  (same maps)"
+    print(f"{prefix}{row['row']:<44} mIoU {row['miou']:.3f}   {classes}   {secs}", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="toy", help="model to score (default: the shipped toy model)")
+    parser.add_argument("--clips", type=int, default=8, help="held-out clips (seeds 0..N-1)")
+    parser.add_argument("--only", choices=["defaults", "all"], default="all",
+                        help="defaults: the preset row and the map-kind row, plus the controls")
+    parser.add_argument("--no-controls", action="store_true", help="skip the random-weight control models")
+    parser.add_argument("--workers", type=int, default=1, help="refine worker processes")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads")
+    parser.add_argument("--json", type=Path, default=None, help="write every row here")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+
+    rows, post_rows = (MODEL_ROWS[:2], []) if args.only == "defaults" else (MODEL_ROWS, POST_ROWS)
+    report: dict = {"model": args.model, "clips": args.clips, "rows": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        clips = make_clips(args.clips, tmp / "clips")
+        print(f"{args.model}: {args.clips} held-out toy clips, 24 frames at 192 x 128 "
+              f"({sum(len(c) for _, c, _ in clips)} objects)", flush=True)
+        report["rows"] = run_model(args.model, clips, rows, post_rows, args.workers, print_row)
+        if not args.no_controls:
+            # Controls: the random tiny model (its own preset), and the toy architecture before training.
+            tiny = make_tiny_model(tmp / "tiny")
+            untrained = save_small_pipeline(build_small_pipeline(TOY_SPEC, seed=0), tmp / "untrained",
+                                            TOY_SPEC.preset)
+            for label, folder in (("control: random tiny model", tiny), ("control: untrained toy model", untrained)):
+                [row] = run_model(str(folder), clips, MODEL_ROWS[:1], [], args.workers, lambda r: None)
+                row["row"] = label
+                report["rows"].append(row)
+                print_row(row)
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,101 @@
+"""CogVideoX (2B, 5B) as a vidseg backbone: T5 text, the VAE's scaled latents, DDIM inversion or the official
+renoise, and the concept-stream read-out (``vidseg.imap``)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from vidseg.errors import ConfigError, ModelLoadError
+from vidseg.models.load import Backbone, check_map_settings, t5_embeddings
+
+
+class CogVideoXModel(Backbone):
+    """A CogVideoX checkpoint: transformer, VAE and scheduler (``CogVideoXDDIMScheduler`` for 2B,
+    ``CogVideoXDPMScheduler`` for 5B), plus T5 text encoding."""
+
+    family = "cogvideox"
+    transformer_class = "CogVideoXTransformer3DModel"
+    vae_class = "AutoencoderKLCogVideoX"
+    text_encoder_class = "T5EncoderModel"
+    map_kinds = ("imap", "gramcol")
+
+    @classmethod
+    def check_scheduler(cls, scheduler: Any, model: str) -> None:
+        if not hasattr(scheduler, "alphas_cumprod") or scheduler.config.get("prediction_type") != "v_prediction":
+            raise ModelLoadError(
+                f"{model} uses {type(scheduler).__name__} with prediction "
+                f"{scheduler.config.get('prediction_type')!r}; vidseg needs a v-prediction DDIM-type scheduler "
+                "(CogVideoXDDIMScheduler / CogVideoXDPMScheduler)")
+
+    def check_settings(self, config: Any, classes: Sequence[str] | None = None) -> None:
+        """Settings that contradict the checkpoint, from its config files alone (no weights loaded)."""
+        t, v = self.transformer_config, config.video
+        check_map_settings(config.maps, num_blocks=t["num_layers"], num_heads=t["num_attention_heads"],
+                           map_kinds=self.map_kinds, family="CogVideoX")
+        if v.num_frames < 9 or (v.num_frames - 1) % 8:
+            raise ConfigError(f"video.num_frames is {v.num_frames}; the CogVideoX VAE needs 8k+1 frames, e.g. 49")
+        multiple = 2 ** (len(self.vae_config.get("block_out_channels", (0,) * 4)) - 1) * t["patch_size"]
+        if v.height % multiple or v.width % multiple:
+            raise ConfigError(f"video size {v.height}x{v.width}: {self.source} needs multiples of {multiple} "
+                              f"(VAE and patches), e.g. 480x720")
+        if classes is not None and len(classes) > t["max_text_seq_length"]:
+            raise ConfigError(f"{len(classes)} class names given; {self.source} reads at most "
+                              f"{t['max_text_seq_length']} (its text slots)")
+
+    @torch.no_grad()
+    def encode_text(self, prompt: str, classes: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """T5 embeddings of the prompt ``[1, 226, D]`` (padded / truncated as the CogVideoX pipeline does) and of
+        each class name's first token ``[C, D]`` (method.md §5.1), in ``dtype`` on ``device``; loads T5 if needed."""
+        tokenizer, encoder = self._load_text_encoder()
+        text_len = int(self.transformer_config["max_text_seq_length"])
+        prompt_embeds, concept_embeds = t5_embeddings(
+            tokenizer, encoder, prompt, classes, text_len=text_len, device=self.device
+        )
+        return prompt_embeds.to(self.dtype), concept_embeds.to(self.dtype)
+
+    # -- the backbone interface the pipeline composes (vidseg.pipeline.VideoSegmenter.window_saliency) ---------------
+
+    @torch.no_grad()
+    def encode_video(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Frames ``[T, 3, H, W]`` in [-1, 1] -> clean latents in the transformer's layout ``[1, F, C, h, w]``."""
+        from vidseg.inversion import encode_frames
+
+        return encode_frames(self.vae, pixels.to(self.device, self.dtype))
+
+    @torch.no_grad()
+    def noise_to_readout(
+        self, latents: torch.Tensor, prompt_embeds: torch.Tensor, inversion: Any, *, on_step: Any = None
+    ) -> tuple[torch.Tensor, int]:
+        """Bring clean latents to the read-out timestep: DDIM inversion or the official single noising.
+
+        ``inversion`` is a ``vidseg.config.InversionConfig``; ``on_step(i, n)`` is called after each inversion step.
+        Returns the noisy latents and the integer read-out timestep.
+        """
+        from vidseg.inversion import invert_video, renoise_video
+
+        if inversion.method == "ddim":
+            return invert_video(self.transformer, self.scheduler, latents, prompt_embeds.to(self.device, self.dtype),
+                                num_steps=inversion.num_steps, readout_index=inversion.readout_index,
+                                on_step=on_step)
+        return renoise_video(self.scheduler, latents, num_steps=inversion.num_steps,
+                             readout_index=inversion.readout_index, seed=inversion.seed)
+
+    @torch.no_grad()
+    def read_maps(
+        self, noisy: torch.Tensor, timestep: int, prompt_embeds: torch.Tensor, concept_embeds: torch.Tensor,
+        maps: Any,
+    ) -> dict[str, torch.Tensor]:
+        """The instrumented read-out forward: ``{"imap", "gramcol"}`` maps ``[C, F, h, w]`` on the token grid.
+
+        ``maps`` is a ``vidseg.config.MapsConfig`` (layers, motion heads, concept slots).
+        """
+        from vidseg.imap import extract_maps
+
+        return extract_maps(
+            self.transformer, noisy.to(self.dtype), timestep, prompt_embeds.to(self.device, self.dtype),
+            concept_embeds.to(self.device, self.dtype), layers=maps.layers, top_k=maps.top_k_heads,
+            concept_slots=maps.concept_slots,
+        )
