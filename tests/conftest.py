@@ -25,6 +25,14 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_wan_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random-weight Wan2.1 folder (cross-attention, umT5-style encoder, flow scheduler)."""
+    from vidseg.models.tiny import make_tiny_model
+
+    return make_tiny_model(tmp_path_factory.mktemp("tiny_wan") / "model", family="wan")
+
+
+@pytest.fixture(scope="session")
 def tiny_rope_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny CogVideoX-5B-like model folder (RoPE, DPM scheduler)."""
     from vidseg.models.tiny import make_tiny_model

@@ -56,6 +56,9 @@ class OracleBackbone:
     def release_text_encoder(self) -> None:
         pass
 
+    def check_settings(self, config: Any, classes: Sequence[str] | None = None) -> None:
+        pass
+
     def encode_video(self, pixels: torch.Tensor) -> torch.Tensor:
         return pixels[None].float()  # the "latents" are the model-input frames themselves [1, T, 3, H, W]
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import json
 import types
 import typing
 from dataclasses import dataclass, field
@@ -213,8 +214,8 @@ def preset_names() -> list[str]:
 def read_yaml(source: str | Path) -> dict[str, Any]:
     """Read a YAML mapping from a path, or from a shipped config when given a bare name like ``cogvideox-2b``."""
     path = Path(source)
-    if not path.suffix and not path.exists():
-        shipped = resources.files("vidseg.configs") / f"{source}.yaml"
+    shipped = resources.files("vidseg.configs") / f"{source}.yaml"
+    if not path.exists() and (shipped.is_file() or not path.suffix):  # a bare name; "wan2.1-1.3b" has a dot
         if not shipped.is_file():
             raise ConfigError(f"no preset named {source!r}; choose one of: {', '.join(preset_names())}")
         text = shipped.read_text()
@@ -276,6 +277,33 @@ def packaged_model_folder(name: str) -> Path | None:
     return Path(__file__).parent / "models" / name if name in PACKAGED_MODELS else None
 
 
+# Presets of the published checkpoints, by hub id.
+HUB_PRESETS = {
+    "THUDM/CogVideoX-2b": "cogvideox-2b",
+    "THUDM/CogVideoX-5b": "cogvideox-5b",
+    "Wan-AI/Wan2.1-T2V-1.3B-Diffusers": "wan2.1-1.3b",
+    "Wan-AI/Wan2.1-T2V-14B-Diffusers": "wan2.1-14b",
+}
+
+
+def preset_for_model(model: str | Path | None) -> str:
+    """The preset that fits ``model``: by hub id, else by a local folder's transformer config (family and depth);
+    ``cogvideox-2b`` when nothing tells."""
+    if model is None:
+        return "cogvideox-2b"
+    if str(model) in HUB_PRESETS:
+        return HUB_PRESETS[str(model)]
+    config = (packaged_model_folder(str(model)) or Path(model)) / "transformer" / "config.json"
+    try:
+        transformer = json.loads(config.read_text())
+    except (OSError, ValueError):
+        return "cogvideox-2b"
+    depth = transformer.get("num_layers")
+    if transformer.get("_class_name") == "WanTransformer3DModel":
+        return "wan2.1-14b" if depth == 40 else "wan2.1-1.3b"
+    return "cogvideox-5b" if depth == 42 else "cogvideox-2b"
+
+
 def model_folder_config(model: str | Path | None) -> Path | None:
     """The ``vidseg.yaml`` a model brings (packaged models and local folders), or None."""
     if model is None:
@@ -286,14 +314,18 @@ def model_folder_config(model: str | Path | None) -> Path | None:
 
 
 def load_config(
-    preset: str | Path = "cogvideox-2b",
+    preset: str | Path | None = None,
     *,
     model_dir_config: str | Path | None = None,
     user_config: str | Path | None = None,
     overrides: list[str] | dict[str, Any] | None = None,
 ) -> VidsegConfig:
     """Build a config from the layers described in the module docstring (validation is left to the caller,
-    after CLI options are applied)."""
+    after CLI options are applied). ``preset=None`` picks the one that fits the model folder's config (its
+    ``vidseg.yaml`` names the model) or the default model."""
+    if preset is None:
+        named = read_yaml(model_dir_config).get("model", {}).get("model") if model_dir_config else None
+        preset = preset_for_model(named or (Path(model_dir_config).parent if model_dir_config else None))
     config = VidsegConfig()
     merge(config, read_yaml(preset), f"preset {preset}")
     for extra in (model_dir_config, user_config):

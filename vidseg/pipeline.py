@@ -101,7 +101,7 @@ class SaliencyResult:
     window_maps: list[torch.Tensor]
     sampled: torch.Tensor
     valid_box: tuple[int, int, int, int]
-    timestep: int
+    timestep: float  # CogVideoX: the integer t; Wan: sigma * 1000
     seconds: dict[str, float] = field(default_factory=dict)
 
 
@@ -150,6 +150,7 @@ class VideoSegmenter:
         config.validate()
         m = config.model
         loaded = load_model(m.model, device=m.device, dtype=m.dtype, offload=m.offload, vae_tiling=m.vae_tiling)
+        loaded.check_settings(config)  # from the model's config files: nothing heavy is loaded yet
         return cls(loaded, config)
 
     # -- text ---------------------------------------------------------------------------------------------------
@@ -187,6 +188,7 @@ class VideoSegmenter:
         progress = progress or _NoProgress()
         cfg = self.config
         classes = check_classes(classes)
+        self.model.check_settings(self.config, classes)
         seconds: dict[str, float] = {}
         prompt = self.prompt_for(classes)
         with _timed(seconds, "text"):
@@ -235,6 +237,7 @@ class VideoSegmenter:
         for _, classes in jobs:
             try:
                 names = check_classes(classes)
+                self.model.check_settings(self.config, names)
             except ConfigError:
                 continue  # that job fails on its own, below
             texts.append((self.prompt_for(names), names))
@@ -268,7 +271,7 @@ class VideoSegmenter:
         progress: Progress | None = None,
         tag: str = "video",
         seconds: dict[str, float] | None = None,
-    ) -> tuple[torch.Tensor, tuple[int, int, int, int], int]:
+    ) -> tuple[torch.Tensor, tuple[int, int, int, int], float]:
         """The model pass on one window: frames uint8 ``[num_frames, H, W, 3]`` → VAE → inversion → maps.
 
         Returns the configured map ``[C, F_lat, h, w]`` (cropped to the valid region for ``resize: pad``), the valid
@@ -285,10 +288,8 @@ class VideoSegmenter:
             latents = model.encode_video(pixels)
             progress.finish()
         with _timed(seconds, "inversion"):
-            if inv.method == "ddim":
-                progress.start(f"DDIM inversion {tag}", total=inv.num_steps - inv.readout_index)
-            else:
-                progress.start(f"renoise {tag}")
+            label = getattr(model, "inversion_labels", {}).get(inv.method, inv.method)
+            progress.start(f"{label} {tag}", total=inv.num_steps - inv.readout_index if inv.method == "ddim" else None)
             noisy, timestep = model.noise_to_readout(latents, prompt_embeds, inv,
                                                      on_step=lambda i, n: progress.advance())
             progress.finish()
@@ -369,7 +370,7 @@ def load_saliency(path: str | Path, video: str | Path, *, reader: str = "auto") 
     return SaliencyResult(
         source=Path(video), classes=list(meta["classes"]), prompt=meta["prompt"], info=info, plan=plan,
         window_maps=window_maps, sampled=blend_windows(plan, window_maps), valid_box=tuple(meta["valid_box"]),
-        timestep=int(meta["timestep"]),
+        timestep=meta["timestep"],
     )
 
 

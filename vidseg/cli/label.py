@@ -41,7 +41,7 @@ def label(
         "vspw", "--format", help="vspw (single-channel VSPW ids), palette, coco (RLE JSON per video) or npz (soft saliency).",
     ),
     model: Optional[str] = opt.ModelOpt,
-    preset: str = opt.PresetOpt,
+    preset: Optional[str] = opt.PresetOpt,
     config: Optional[Path] = opt.ConfigOpt,
     overrides: Optional[list[str]] = opt.SetOpt,
     device: Optional[str] = opt.DeviceOpt,

@@ -7,10 +7,10 @@ from typing import Optional
 
 import typer
 
-from vidseg.config import VidsegConfig, load_config, model_folder_config
+from vidseg.config import VidsegConfig, load_config, model_folder_config, preset_for_model
 
-ModelOpt = typer.Option(None, "--model", help="Hub id or local diffusers folder. Default: the preset's, THUDM/CogVideoX-2b.")
-PresetOpt = typer.Option("cogvideox-2b", "--preset", help="Model preset from configs/: cogvideox-2b, cogvideox-5b.")
+ModelOpt = typer.Option(None, "--model", help="Hub id, local diffusers folder (CogVideoX or Wan2.1), or toy (the shipped toy model). Default: the preset's, THUDM/CogVideoX-2b.")
+PresetOpt = typer.Option(None, "--preset", help="Model preset from configs/: cogvideox-2b, cogvideox-5b, wan2.1-1.3b, wan2.1-14b. Default: the one that fits --model.")
 ConfigOpt = typer.Option(None, "--config", help="YAML file overriding the preset (sections video:, maps:, crf:, ...).")
 SetOpt = typer.Option(None, "--set", help="Override one setting, e.g. --set maps.top_k_heads=3 (repeatable).")
 DeviceOpt = typer.Option(None, "--device", help="Where to run the model. Default: cuda when present, else cpu.")
@@ -30,7 +30,7 @@ DebugOpt = typer.Option(False, "--debug", help="Show tracebacks for errors.")
 
 def build_config(
     *,
-    preset: str,
+    preset: Optional[str],
     model: Optional[str],
     config_path: Optional[Path],
     overrides: Optional[list[str]],
@@ -49,8 +49,8 @@ def build_config(
     overlay: Optional[bool] = None,
 ) -> VidsegConfig:
     """Preset → model folder's vidseg.yaml → --config → --set → dedicated options; validated once."""
-    cfg = load_config(preset, model_dir_config=model_folder_config(model), user_config=config_path,
-                      overrides=overrides)
+    cfg = load_config(preset or preset_for_model(model), model_dir_config=model_folder_config(model),
+                      user_config=config_path, overrides=overrides)
     options = {
         ("model", "model"): model,
         ("model", "device"): device,

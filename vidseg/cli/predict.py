@@ -23,7 +23,7 @@ def predict(
     ),
     out: Path = typer.Option(Path("out"), "--out", "-o", help="Output folder; each video writes OUT/<video stem>/."),
     model: Optional[str] = opt.ModelOpt,
-    preset: str = opt.PresetOpt,
+    preset: Optional[str] = opt.PresetOpt,
     config: Optional[Path] = opt.ConfigOpt,
     overrides: Optional[list[str]] = opt.SetOpt,
     device: Optional[str] = opt.DeviceOpt,

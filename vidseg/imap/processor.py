@@ -28,22 +28,29 @@ CHUNK_BYTES = 64 * 2**20  # target size of one per-head-chunk temporary in the m
 class MapReadout:
     """Running sums of the z-scored GramCol maps over heads, layers and forwards.
 
-    One ``[2, latent_frames, patches, slots]`` float64 sum (IMAP, GramCol) is kept, whatever the number of layers
-    or heads.
+    One ``[2, latent_frames, patches, concepts]`` float64 sum (IMAP, GramCol) is kept, whatever the number of
+    layers, heads or text slots; with ``cross_attention`` one more for the attention-weight baseline.
 
     Args:
-        num_concepts: C, the real concepts (the first C slots).
+        concept_rows: which slots are the concepts (their maps are returned, in this order); an int C means the
+            first C slots.
         grid: ``(latent_frames, grid_h, grid_w)`` of the video tokens.
         top_k: motion heads per layer averaged into the IMAP.
-        slot_weights: ``[slots]`` how many text slots each concept slot stands for (see ``zscore_over_slots``).
+        slot_weights: ``[slots]`` how many text slots each slot stands for (see ``zscore_over_slots``).
+        cross_attention: also keep the mean over heads of each video token's softmax over the slots (weighted
+            like the z-score: a slot standing for n0 identical ones gets log n0 added to its logit).
     """
 
-    def __init__(self, num_concepts: int, grid: tuple[int, int, int], top_k: int, slot_weights: torch.Tensor):
-        self.num_concepts = num_concepts
+    def __init__(self, concept_rows: Sequence[int] | int, grid: tuple[int, int, int], top_k: int,
+                 slot_weights: torch.Tensor, *, cross_attention: bool = False):
+        rows = range(concept_rows) if isinstance(concept_rows, int) else concept_rows
+        self.concept_rows = torch.as_tensor(list(rows), dtype=torch.long)
         self.grid = grid
         self.top_k = top_k
         self.slot_weights = slot_weights
+        self.cross_attention = cross_attention
         self.sums: torch.Tensor | None = None
+        self.cross_sums: torch.Tensor | None = None
         self.num_reads = 0
 
     def add_layer(self, out_video: torch.Tensor, query_video: torch.Tensor, concept_keys: torch.Tensor) -> None:
@@ -52,8 +59,8 @@ class MapReadout:
         Args:
             out_video: per-head attention outputs of the video tokens, before the output projection
                 ``[1, heads, video_tokens, head_dim]``.
-            query_video: video queries after the q-LayerNorm and RoPE ``[1, heads, video_tokens, head_dim]``.
-            concept_keys: concept-slot keys after the k-LayerNorm ``[1, heads, slots, head_dim]``.
+            query_video: video queries after the q-norm (and RoPE) ``[1, heads, video_tokens, head_dim]``.
+            concept_keys: the slots' keys after the k-norm ``[1, heads, slots, head_dim]``.
         """
         if out_video.shape[0] != 1:
             raise ValueError(f"MapReadout reads one video at a time, got a batch of {out_video.shape[0]}")
@@ -63,9 +70,13 @@ class MapReadout:
         out_video = out_video.unflatten(1, (num_frames, grid_h * grid_w))  # [heads, frames, patches, head_dim]
         query_video = query_video.unflatten(1, (num_frames, grid_h * grid_w))
         num_slots, head_dim = concept_keys.shape[1], out_video.shape[-1]
+        device = out_video.device
+        rows = self.concept_rows.to(device)
         if self.sums is None:
-            shape = (2, num_frames, grid_h * grid_w, num_slots)
-            self.sums = torch.zeros(shape, dtype=torch.float64, device=out_video.device)
+            shape = (2, num_frames, grid_h * grid_w, len(rows))
+            self.sums = torch.zeros(shape, dtype=torch.float64, device=device)
+            if self.cross_attention:
+                self.cross_sums = torch.zeros(shape[1:], dtype=torch.float64, device=device)
         # Heads go in chunks so that each temporary ([heads, slots, frames, patches] float64 at most) stays near
         # CHUNK_BYTES, and small per-head kernels do not dominate on a GPU.
         chunk = max(1, CHUNK_BYTES // (8 * num_frames * grid_h * grid_w * max(num_slots, head_dim)))
@@ -73,23 +84,36 @@ class MapReadout:
         separation = torch.cat([frame_separation(out_video[heads]) for heads in chunks])
         # Row 0, IMAP: mean over the top-k heads; row 1, GramCol: sum over all heads. Weights rather than indexing
         # by the selection, so a GPU never waits for it.
-        head_weights = torch.zeros(2, num_heads, dtype=torch.float64, device=out_video.device)
+        head_weights = torch.zeros(2, num_heads, dtype=torch.float64, device=device)
         head_weights[0, separation.topk(self.top_k).indices] = 1.0 / self.top_k
         head_weights[1] = 1.0
         for heads in chunks:
             idx = surrogate_tokens(query_video[heads], concept_keys[heads])  # [chunk, slots, frames]
             z = zscore_over_slots(gramcol(out_video[heads], idx), self.slot_weights, dim=1)
-            z = z.movedim(1, -1)  # [chunk, frames, patches, slots], as laid out in memory
+            z = z.index_select(1, rows).movedim(1, -1)  # [chunk, frames, patches, concepts], as laid out in memory
             self.sums += torch.tensordot(head_weights[:, heads], z, dims=1)
+            if self.cross_sums is not None:
+                self.cross_sums += self._attention_weights(query_video[heads], concept_keys[heads], rows) / num_heads
         self.num_reads += 1
 
+    def _attention_weights(self, q: torch.Tensor, k: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """Sum over heads of softmax over slots of q.k / sqrt(d), at the concept rows -> ``[frames, patches, C]``."""
+        dtype = torch.promote_types(q.dtype, torch.float32)
+        logits = torch.einsum("hfpd,hsd->hfps", q.to(dtype), k.to(dtype)) / math.sqrt(q.shape[-1])
+        logits = logits + self.slot_weights.to(logits).log()  # a slot standing for n0 copies weighs n0 times
+        return logits.softmax(dim=-1).index_select(-1, rows).sum(0).double()
+
     def maps(self) -> dict[str, torch.Tensor]:
-        """``{"imap", "gramcol"}``: float32 CPU ``[concepts, latent_frames, grid_h, grid_w]``, mean over read layers."""
+        """``{"imap", "gramcol"}`` (and ``"cross_attention"``): float32 CPU ``[concepts, latent_frames, grid_h,
+        grid_w]``, mean over the read layers."""
         if self.sums is None:
-            raise RuntimeError("no map layer was read: run the transformer inside concept_stream_attention()")
-        means = self.sums[..., : self.num_concepts] / self.num_reads  # [2, frames, patches, concepts]
-        means = means.permute(0, 3, 1, 2).unflatten(3, self.grid[1:]).float().cpu()
-        return {"imap": means[0].contiguous(), "gramcol": means[1].contiguous()}
+            raise RuntimeError("no map layer was read: run the transformer inside an instrumented forward")
+        sums = self.sums if self.cross_sums is None else torch.cat([self.sums, self.cross_sums[None]])
+        means = (sums / self.num_reads).permute(0, 3, 1, 2).unflatten(3, self.grid[1:]).float().cpu()
+        out = {"imap": means[0].contiguous(), "gramcol": means[1].contiguous()}
+        if self.cross_sums is not None:
+            out["cross_attention"] = means[2].contiguous()
+        return out
 
 
 class LayerReader(Protocol):

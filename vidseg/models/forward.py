@@ -65,3 +65,14 @@ def predict_velocity(
         return_dict=False,
     )[0]
     return out
+
+
+def predict_flow(transformer: Any, latents: torch.Tensor, timestep: float, prompt_embeds: torch.Tensor) -> torch.Tensor:
+    """Wan's flow prediction (noise minus data) for ``latents`` [B, C, F, H, W] at ``timestep`` (σ * 1000).
+
+    ``prompt_embeds`` is the umT5 prompt [B, 512, D]; Wan computes its RoPE inside the transformer. Returns
+    [B, C, F, H, W] in the latents' dtype.
+    """
+    t = torch.full((latents.shape[0],), float(timestep), device=latents.device)
+    return transformer(hidden_states=latents, timestep=t, encoder_hidden_states=prompt_embeds.to(latents.dtype),
+                       return_dict=False)[0]

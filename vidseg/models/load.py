@@ -70,6 +70,8 @@ class Backbone:
     vae_class = ""
     text_encoder_class = ""
     map_kinds: tuple[str, ...] = ()
+    # What each inversion method is called for this family (progress lines).
+    inversion_labels = {"ddim": "DDIM inversion", "renoise": "renoise"}
 
     def __init__(self, source: str, folder: Path, *, device: torch.device, dtype: torch.dtype, offload: bool,
                  vae_tiling: bool, scheduler: Any, transformer_config: dict[str, Any], vae_config: dict[str, Any]):

@@ -181,15 +181,57 @@ def save_small_pipeline(pipeline: Any, directory: str | Path, preset: str) -> Pa
     return directory
 
 
-def make_tiny_model(directory: str | Path, *, rope: bool = False, seed: int = 0) -> Path:
+def build_tiny_wan_pipeline(spec: SmallModelSpec, *, seed: int = 0) -> Any:
+    """A random-weight ``WanPipeline`` of ``spec``'s shape: ``WanTransformer3DModel`` (cross-attention to 512
+    umT5 slots), ``AutoencoderKLWan`` (x4 time, x8 space, normalised latents), a umT5-style encoder with the tiny
+    tokenizer, and Wan's flow-matching UniPC scheduler (shift 3)."""
+    from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanPipeline, WanTransformer3DModel
+    from transformers import UMT5Config, UMT5EncoderModel
+
+    tokenizer = _tiny_tokenizer(spec.extra_words)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        text_encoder = UMT5EncoderModel(UMT5Config(
+            vocab_size=max(len(tokenizer), 64), d_model=spec.text_dim, d_kv=8, d_ff=2 * spec.text_dim, num_layers=2,
+            num_heads=4, relative_attention_num_buckets=8, dropout_rate=0.0, feed_forward_proj="gated-gelu",
+            pad_token_id=0, eos_token_id=1, decoder_start_token_id=0,
+        ))
+        transformer = WanTransformer3DModel(
+            patch_size=(1, 2, 2), num_attention_heads=spec.heads, attention_head_dim=spec.head_dim,
+            in_channels=spec.latent_channels, out_channels=spec.latent_channels, text_dim=spec.text_dim,
+            freq_dim=spec.time_embed_dim, ffn_dim=2 * spec.heads * spec.head_dim, num_layers=spec.layers,
+            cross_attn_norm=True, qk_norm="rms_norm_across_heads", rope_max_seq_len=64,
+        )
+        channels = spec.latent_channels
+        vae = AutoencoderKLWan(
+            base_dim=spec.vae_widths[0], z_dim=channels, dim_mult=[1] * len(spec.vae_widths), num_res_blocks=1,
+            attn_scales=[], temperal_downsample=[False, True, True],
+            # Per-channel statistics like the real VAE's lists, so the normalisation is exercised.
+            latents_mean=[round(0.1 * (i - channels / 2), 3) for i in range(channels)],
+            latents_std=[round(0.8 + 0.2 * i, 3) for i in range(channels)],
+        )
+    scheduler = UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True,
+                                        num_train_timesteps=1000, flow_shift=3.0)
+    return WanPipeline(tokenizer=tokenizer, text_encoder=text_encoder, vae=vae, transformer=transformer,
+                       scheduler=scheduler)
+
+
+def make_tiny_model(directory: str | Path, *, family: str = "cogvideox", rope: bool = False, seed: int = 0) -> Path:
     """Write a random-weight CogVideoX pipeline (about 0.5 MB) to ``directory`` and return its path.
 
     Args:
         directory: folder to create (or overwrite); gets ``model_index.json``, ``transformer/``, ``vae/``,
             ``text_encoder/``, ``tokenizer/``, ``scheduler/`` and ``vidseg.yaml``.
+        family: ``cogvideox`` or ``wan`` (``build_tiny_wan_pipeline``; 9 frames at 64 x 96 as well).
         rope: a CogVideoX-5B-like variant (see ``build_small_pipeline``).
         seed: seed of the random weights.
     """
+    if family == "wan":
+        path = save_small_pipeline(build_tiny_wan_pipeline(TINY_SPEC, seed=seed), directory, "tiny-wan")
+        logger.info("wrote a tiny random-weight Wan2.1 to %s", path)
+        return path
+    if family != "cogvideox":
+        raise ValueError(f"family must be cogvideox or wan, not {family!r}")
     path = save_small_pipeline(build_small_pipeline(TINY_SPEC, rope=rope, seed=seed), directory, TINY_SPEC.preset)
     logger.info("wrote a tiny random-weight CogVideoX (%s) to %s", "RoPE" if rope else "sin-cos", path)
     return path
