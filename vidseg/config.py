@@ -20,10 +20,7 @@ from typing import Any
 import yaml
 
 from vidseg.errors import ConfigError
-
-# What the read-outs give (each backbone says which of them it offers): IMAP (motion heads), GramCol (all heads), the
-# plain cross-attention baseline (Wan).
-MAP_KINDS = ("imap", "gramcol", "cross_attention")
+from vidseg.registry import EXPORT_FORMATS, INVERSIONS, MAP_KINDS, UPSAMPLERS
 
 # Blocks whose maps are averaged for CogVideoX-2B (the official IMAP layer list, 0-based).
 COGVIDEOX_2B_LAYERS = [4, 6, 7, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23]
@@ -162,13 +159,13 @@ class VidsegConfig:
         _check_choice("video.reader", v.reader, ("auto", "decord", "pyav"))
         if v.frame_folder_fps <= 0:
             raise ConfigError(f"video.frame_folder_fps is {v.frame_folder_fps}; give the frames' rate, e.g. 15")
-        _check_choice("inversion.method", inv.method, ("ddim", "renoise"))
+        INVERSIONS.check(inv.method)
         if not 0 <= inv.readout_index < inv.num_steps:
             raise ConfigError(
                 f"inversion.readout_index is {inv.readout_index}; it must be in [0, {inv.num_steps}) "
                 f"(inversion.num_steps)"
             )
-        _check_choice("maps.map", m.map, MAP_KINDS)
+        MAP_KINDS.check(m.map)
         _check_choice("maps.concept_slots", m.concept_slots, ("compact", "full"))
         if not m.layers:
             raise ConfigError("maps.layers is empty; give at least one transformer block index")
@@ -192,11 +189,11 @@ class VidsegConfig:
         if not 0 <= crf.temporal_overlap < crf.temporal_window:
             raise ConfigError(f"crf.temporal_overlap is {crf.temporal_overlap}; it must be in "
                               f"[0, {crf.temporal_window}) (crf.temporal_window)")
-        _check_choice("upsample.method", self.upsample.method, ("guided", "bilinear", "anyup"))
+        UPSAMPLERS.check(self.upsample.method)
         if self.upsample.method == "anyup" and not self.upsample.anyup_checkpoint:
             raise ConfigError("upsample.method is anyup but no checkpoint was given; pass --anyup-checkpoint PATH")
         _check_choice("crf.mode", self.crf.mode, ("2d", "3d"))
-        _check_choice("export.format", self.export.format, ("palette", "vspw", "coco", "npz"))
+        EXPORT_FORMATS.check(self.export.format)
         _check_choice("export.id_space", self.export.id_space, ("contiguous", "raw"))
 
 

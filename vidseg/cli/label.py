@@ -10,6 +10,7 @@ from typing import Optional
 import typer
 
 from vidseg.cli import options as opt
+from vidseg.registry import EXPORT_FORMATS
 from vidseg.cli._app import app, handle_errors, split_class_names
 from vidseg.cli.progress import RichProgress, console
 
@@ -38,7 +39,7 @@ def label(
         None, "--id-space", help="contiguous (0..123, VSPW README mapping) or raw (1..124). Default: contiguous.",
     ),
     export_format: str = typer.Option(
-        "vspw", "--format", help="vspw (single-channel VSPW ids), palette, coco (RLE JSON per video) or npz (soft saliency).",
+        "vspw", "--format", help=f"{EXPORT_FORMATS.choices()}: vspw single-channel VSPW ids, palette PNGs, coco RLE JSON per video, npz the soft saliency.",
     ),
     model: Optional[str] = opt.ModelOpt,
     preset: Optional[str] = opt.PresetOpt,

@@ -7,6 +7,7 @@ from typing import Optional
 
 import typer
 
+from vidseg.registry import INVERSIONS, MAP_KINDS, UPSAMPLERS
 from vidseg.config import VidsegConfig, load_config, model_folder_config, preset_for_model
 
 ModelOpt = typer.Option(None, "--model", help="Hub id, local diffusers folder (CogVideoX or Wan2.1), or toy (the shipped toy model). Default: the preset's, THUDM/CogVideoX-2b.")
@@ -17,10 +18,10 @@ DeviceOpt = typer.Option(None, "--device", help="Where to run the model. Default
 DtypeOpt = typer.Option(None, "--dtype", help="float32, bfloat16 or float16. Default: bfloat16 on GPU, float32 on CPU.")
 OffloadOpt = typer.Option(None, "--offload/--no-offload", help="Keep weights on the CPU, moving blocks to the GPU as they run (24 GB GPUs). Default: off.")
 SampleFpsOpt = typer.Option(None, "--sample-fps", help="Frames per second fed to the model; 0 = every frame. Default: 8, CogVideoX's rate.")
-InversionOpt = typer.Option(None, "--inversion", help="ddim (DDIM inversion) or renoise (official IMAP: one seeded noising). Default: ddim.")
+InversionOpt = typer.Option(None, "--inversion", help=f"{INVERSIONS.choices()}: ddim is deterministic inversion (DDIM for CogVideoX, the flow ODE for Wan), renoise the official IMAP single noising. Default: ddim.")
 PromptOpt = typer.Option(None, "--prompt", help="Caption of the video. Default: built from the class names.")
-MapOpt = typer.Option(None, "--map", help="imap (motion-selected heads) or gramcol (all heads). Default: imap.")
-UpsamplerOpt = typer.Option(None, "--upsampler", help="guided, bilinear or anyup. Default: guided; anyup when --anyup-checkpoint is given.")
+MapOpt = typer.Option(None, "--map", help=f"{MAP_KINDS.choices()}: imap keeps the motion-selected heads, gramcol all heads, cross_attention (Wan) the plain attention weights. Default: imap.")
+UpsamplerOpt = typer.Option(None, "--upsampler", help=f"{UPSAMPLERS.choices()}. Default: guided; anyup when --anyup-checkpoint is given.")
 AnyUpOpt = typer.Option(None, "--anyup-checkpoint", help="Path to anyup_paper.pth or anyup_multi_backbone.pth.")
 CrfOpt = typer.Option(None, "--crf/--no-crf", help="Dense CRF refinement per frame. Default: on when pydensecrf2 is installed (--crf makes it required).")
 WorkersOpt = typer.Option(None, "--workers", help="Processes for refinement; 0 = one per CPU core. Default: 0.")

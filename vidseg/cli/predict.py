@@ -9,6 +9,7 @@ from typing import Optional
 import typer
 
 from vidseg.cli import options as opt
+from vidseg.registry import EXPORT_FORMATS
 from vidseg.cli._app import app, handle_errors, split_class_names
 from vidseg.cli.progress import RichProgress, console
 
@@ -37,7 +38,7 @@ def predict(
     anyup_checkpoint: Optional[Path] = opt.AnyUpOpt,
     crf: Optional[bool] = opt.CrfOpt,
     export_format: Optional[str] = typer.Option(
-        None, "--format", help="palette (palette PNGs), vspw (single-channel PNGs), coco (RLE JSON) or npz (soft saliency only). Default: palette."
+        None, "--format", help=f"{EXPORT_FORMATS.choices()}: palette PNGs, vspw single-channel PNGs, coco RLE JSON, npz the soft saliency only. Default: palette."
     ),
     overlay: Optional[bool] = typer.Option(None, "--overlay/--no-overlay", help="Write overlay.mp4. Default: on."),
     workers: Optional[int] = opt.WorkersOpt,

@@ -16,19 +16,25 @@ from vidseg.cli.progress import console
 @handle_errors
 def make_tiny_model_command(
     directory: Path = typer.Argument(..., help="Folder to write the model into (diffusers layout).", show_default=False),
+    family: str = typer.Option("cogvideox", "--family", help="cogvideox or wan (Wan2.1: cross-attention, umT5, flow scheduler)."),
     rope: bool = typer.Option(False, "--rope", help="A CogVideoX-5B-like variant (RoPE, DPM scheduler)."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks for errors."),
 ) -> None:
-    """Write a tiny random-weight CogVideoX (a few hundred KB) that --model DIR loads like the real one.
+    """Write a tiny random-weight CogVideoX or Wan2.1 (a few hundred KB) that --model DIR loads like the real one.
 
     Its masks are meaningless: it exists to try the pipeline and run the tests without downloading weights.
     """
+    from vidseg.errors import ConfigError
     from vidseg.models.tiny import make_tiny_model
 
-    path = make_tiny_model(directory, rope=rope)
+    if family not in ("cogvideox", "wan"):
+        raise ConfigError(f"--family is {family!r}; choose cogvideox or wan")
+    if rope and family == "wan":
+        raise ConfigError("--rope makes a CogVideoX-5B-like model; Wan always uses RoPE, leave --rope out")
+    path = make_tiny_model(directory, family=family, rope=rope)
     size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
-    console.print(f"[green]wrote[/] tiny random-weight model to {path} ({size / 1e6:.1f} MB); "
-                  f"use it with --model {path}", highlight=False)
+    console.print(f"[green]wrote[/] tiny random-weight {'Wan2.1' if family == 'wan' else 'CogVideoX'} model to "
+                  f"{path} ({size / 1e6:.1f} MB); use it with --model {path}", highlight=False)
 
 
 @app.command("make-toy-clip")

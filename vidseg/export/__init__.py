@@ -23,20 +23,20 @@ from typing import Protocol, Sequence
 import numpy as np
 
 from vidseg.errors import ConfigError
+from vidseg.registry import EXPORT_FORMATS
 from vidseg.export.coco import CocoRleWriter
 from vidseg.export.npz import read_saliency_npz, write_saliency_npz
 from vidseg.export.overlay import OverlayVideoWriter
 from vidseg.export.palette import PaletteMaskWriter, voc_palette
 from vidseg.export.vspw import VspwMaskWriter, resolve_background
 
-FORMATS = ("palette", "vspw", "coco", "npz")
 MASKS_DIR = "masks"
 COCO_FILE = "coco_rle.json"
 OVERLAY_FILE = "overlay.mp4"
 SALIENCY_FILE = "saliency.npz"
 
 __all__ = [
-    "FORMATS", "MaskWriter", "make_writers", "PaletteMaskWriter", "VspwMaskWriter", "CocoRleWriter",
+    "MaskWriter", "make_writers", "PaletteMaskWriter", "VspwMaskWriter", "CocoRleWriter",
     "OverlayVideoWriter", "write_saliency_npz", "read_saliency_npz", "voc_palette", "resolve_background",
 ]
 
@@ -73,8 +73,7 @@ def make_writers(
     """
     from vidseg.datasets.vspw import label_to_vspw_ids
 
-    if fmt not in FORMATS:
-        raise ConfigError(f"export format {fmt!r} is unknown; choose one of: {', '.join(FORMATS)}")
+    EXPORT_FORMATS.check(fmt)
     out_dir = Path(out_dir)
     masks_dir = out_dir if flat else out_dir / MASKS_DIR
     writers: list[MaskWriter] = []

@@ -27,6 +27,7 @@ import torch
 
 from vidseg.config import packaged_model_folder
 from vidseg.errors import ConfigError, ModelLoadError
+from vidseg.registry import BACKBONES
 
 logger = logging.getLogger(__name__)
 
@@ -185,23 +186,9 @@ def check_map_settings(maps: Any, *, num_blocks: int, num_heads: int, map_kinds:
     check_layers_and_heads(maps.layers, maps.top_k_heads, num_blocks=num_blocks, num_heads=num_heads)
 
 
-# Backbone families by the transformer class a diffusers folder names (transformer/config.json, as in
-# model_index.json): "module:class", imported when used.
-BACKBONES = {
-    "CogVideoXTransformer3DModel": "vidseg.models.cogvideox:CogVideoXModel",
-    "WanTransformer3DModel": "vidseg.models.wan:WanModel",
-}
-
-
 def backbone_class(transformer_class: str) -> type[Backbone] | None:
     """The backbone implementation for a diffusers transformer class name, or None when vidseg has none."""
-    target = BACKBONES.get(transformer_class)
-    if target is None:
-        return None
-    import importlib
-
-    module, name = target.split(":")
-    return getattr(importlib.import_module(module), name)
+    return BACKBONES.load(transformer_class) if transformer_class in BACKBONES.entries else None
 
 
 def load_model(

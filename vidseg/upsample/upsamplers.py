@@ -15,6 +15,7 @@ import torch
 
 from vidseg.config import UpsampleConfig
 from vidseg.errors import ConfigError, MissingDependencyError
+from vidseg.registry import UPSAMPLERS
 
 # OpenCV handles at most this many channels per call (resize and ximgproc assert above ~250).
 _CV_MAX_CHANNELS = 128
@@ -109,23 +110,22 @@ def get_upsampler(
     anyup_checkpoint: str | Path | None = None,
     device: str | torch.device | None = None,
 ) -> Upsampler:
-    """An upsampler from a name (``guided`` | ``bilinear`` | ``anyup``), an ``UpsampleConfig`` (its method,
+    """An upsampler from a name (a key of ``vidseg.registry.UPSAMPLERS``), an ``UpsampleConfig`` (its method,
     checkpoint and filter settings), or a callable with the ``Upsampler`` signature (returned as is)."""
     config = spec if isinstance(spec, UpsampleConfig) else UpsampleConfig()
     if callable(spec) and not isinstance(spec, (str, UpsampleConfig)):
         return spec
-    name = spec.method if isinstance(spec, UpsampleConfig) else spec
+    name = UPSAMPLERS.check(spec.method if isinstance(spec, UpsampleConfig) else spec)
     checkpoint = anyup_checkpoint or config.anyup_checkpoint
-    if name == "bilinear":
-        return BilinearUpsampler()
+    upsampler = UPSAMPLERS.load(name)
     if name == "guided":
-        return GuidedFilterUpsampler(config.guided_radius, config.guided_eps)
+        return upsampler(config.guided_radius, config.guided_eps)
     if name == "anyup":
         if not checkpoint:
             raise ConfigError("the anyup upsampler needs a checkpoint; pass --anyup-checkpoint PATH "
                               "(anyup_paper.pth or anyup_multi_backbone.pth)")
-        return AnyUpUpsampler(checkpoint, device=device, max_queries=config.anyup_max_queries)
-    raise ConfigError(f"unknown upsampler {name!r}; choose one of: guided, bilinear, anyup")
+        return upsampler(checkpoint, device=device, max_queries=config.anyup_max_queries)
+    return upsampler()
 
 
 def upsample_probs(
