@@ -45,6 +45,18 @@ class CogVideoXModel(Backbone):
             raise ConfigError(f"{len(classes)} class names given; {self.source} reads at most "
                               f"{t['max_text_seq_length']} (its text slots)")
 
+    def latent_shape(self, num_frames: int, height: int, width: int) -> tuple[int, ...]:
+        """Latents of a ``num_frames x height x width`` clip in the transformer's layout ``[1, F, C, h, w]``."""
+        scale = 2 ** (len(self.vae_config.get("block_out_channels", (0,) * 4)) - 1)
+        channels = self.transformer_config["in_channels"]
+        return 1, (num_frames - 1) // 4 + 1, channels, height // scale, width // scale
+
+    def readout_timestep(self, inversion: Any) -> int:
+        """The read-out timestep of ``inversion`` (an ``InversionConfig``): t = 399 for index 30 of 50."""
+        from vidseg.inversion import readout_timestep
+
+        return readout_timestep(self.scheduler, inversion.num_steps, inversion.readout_index)
+
     @torch.no_grad()
     def encode_text(self, prompt: str, classes: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """T5 embeddings of the prompt ``[1, 226, D]`` (padded / truncated as the CogVideoX pipeline does) and of

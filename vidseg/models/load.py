@@ -18,7 +18,7 @@ import json
 import logging
 import re
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -92,10 +92,23 @@ class Backbone:
         self._vae: Any = None
         self._tokenizer: Any = None
         self._text_encoder: Any = None
+        self._text_encoder_factory: Callable[[], Any] | None = None
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}({self.source!r}, device={self.device}, dtype={self.dtype}, "
                 f"offload={self.offload})")
+
+    @classmethod
+    def from_components(cls, source: str, *, transformer: Any, vae: Any, text_encoder: Callable[[], Any],
+                        tokenizer: Any, scheduler: Any, device: torch.device, dtype: torch.dtype) -> "Backbone":
+        """A backbone over modules already in memory (e.g. ``vidseg.models.geometry.stand_in_model``'s random
+        real-shape parts) instead of a folder; it runs exactly like a loaded one. ``text_encoder`` builds the
+        encoder, which is then freed and rebuilt like a loaded one."""
+        model = cls(source, Path(source), device=device, dtype=dtype, offload=False, vae_tiling=True,
+                    scheduler=scheduler, transformer_config=dict(transformer.config), vae_config=dict(vae.config))
+        model._transformer, model._vae = transformer.eval(), vae.eval()
+        model._text_encoder_factory, model._tokenizer = text_encoder, tokenizer
+        return model
 
     @classmethod
     def check_scheduler(cls, scheduler: Any, model: str) -> None:
@@ -149,7 +162,9 @@ class Backbone:
         logger.debug("released the text encoder of %s", self.source)
 
     def _load_text_encoder(self) -> tuple[Any, Any]:
-        if self._text_encoder is None:
+        if self._text_encoder is None and self._text_encoder_factory is not None:
+            self._text_encoder = self._text_encoder_factory().eval()
+        elif self._text_encoder is None:
             import transformers
 
             loader = getattr(transformers, self.text_encoder_class).from_pretrained

@@ -76,6 +76,17 @@ class WanModel(Backbone):
         if classes is not None and config.inversion.prompt:
             concept_positions(self.tokenizer, config.inversion.prompt, classes)
 
+    def latent_shape(self, num_frames: int, height: int, width: int) -> tuple[int, ...]:
+        """Latents of a ``num_frames x height x width`` clip in the transformer's layout ``[1, C, F, h, w]``."""
+        scale = self.spatial_compression
+        return 1, self.transformer_config["in_channels"], (num_frames - 1) // 4 + 1, height // scale, width // scale
+
+    def readout_timestep(self, inversion: Any) -> float:
+        """The transformer's timestep (σ * 1000) at ``inversion``'s read-out index (818 for index 20 of 50)."""
+        from vidseg.inversion import flow_grid
+
+        return flow_grid(self.scheduler, inversion.num_steps, inversion.readout_index)[1][inversion.readout_index]
+
     @torch.no_grad()
     def encode_text(self, prompt: str, classes: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """umT5 embeddings of the prompt ``[1, 512, D]`` (real tokens, then exact zeros, as ``WanPipeline`` makes
