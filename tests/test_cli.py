@@ -149,7 +149,8 @@ def test_predict_5b_preset_with_rope_model_on_vp9_and_av1(tiny_rope_model_dir, v
 
 def test_saliency_npz_reloads_for_model_free_post_processing(tiny_model_dir, video_factory, tmp_path):
     from vidseg.config import load_config
-    from vidseg.pipeline import export_labels, load_saliency
+    from vidseg.pipeline import export_labels
+    from vidseg.result import SaliencyResult
 
     video = video_factory("clip.mp4", num_frames=15)
     out = tmp_path / "out"
@@ -158,7 +159,7 @@ def test_saliency_npz_reloads_for_model_free_post_processing(tiny_model_dir, vid
     assert result.exit_code == 0, result.output
     config = load_config("cogvideox-2b", model_dir_config=tiny_model_dir / "vidseg.yaml",
                          overrides=["crf.enabled=false", "upsample.method=bilinear", "export.overlay=false"])
-    reloaded = load_saliency(out / "clip" / "saliency.npz", video)
+    reloaded = SaliencyResult.load(out / "clip" / "saliency.npz", video)
     assert reloaded.classes == ["cat", "dog"]
     export_labels(reloaded, tmp_path / "again", config)
     for first in sorted((out / "clip" / "masks").glob("*.png")):

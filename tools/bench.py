@@ -143,7 +143,7 @@ class Stage:
 
 
 class Meter:
-    """The pipeline's progress reporter (``vidseg.pipeline.Progress``) that measures instead of drawing.
+    """The pipeline's progress reporter (``vidseg.progress.Progress``) that measures instead of drawing.
 
     ``start(stage)`` opens a span, ``advance`` closes a step within it (inversion steps), ``finish`` closes the span;
     spans whose names differ only by their window tag add up into one ``Stage``.

@@ -1,4 +1,5 @@
-"""vidseg: segment real videos by class name with no training, from CogVideoX's own attention (IMAP / GramCol).
+"""vidseg: segment real videos by class name with no training, from a video diffusion transformer's own attention
+(IMAP / GramCol on CogVideoX and Wan2.1).
 
 Public API: ``VideoSegmenter`` (model pass + export), ``load_config`` / ``VidsegConfig`` (settings), and the
 stage modules ``vidseg.imap``, ``vidseg.refine``, ``vidseg.video``, ``vidseg.evaluation``.
@@ -8,16 +9,21 @@ from __future__ import annotations
 
 from typing import Any
 
-__version__ = "0.1.0"
+from vidseg.version import __version__
+
 __all__ = ["VideoSegmenter", "SaliencyResult", "VidsegConfig", "load_config", "__version__"]
 
 
 def __getattr__(name: str) -> Any:
     # Lazy, so `import vidseg` (and `vidseg --help`) stays fast and does not pull in torch or diffusers.
-    if name in ("VideoSegmenter", "SaliencyResult"):
-        from vidseg import pipeline
+    if name == "VideoSegmenter":
+        from vidseg.pipeline import VideoSegmenter
 
-        return getattr(pipeline, name)
+        return VideoSegmenter
+    if name == "SaliencyResult":
+        from vidseg.result import SaliencyResult
+
+        return SaliencyResult
     if name in ("VidsegConfig", "load_config"):
         from vidseg import config
 

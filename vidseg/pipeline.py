@@ -1,108 +1,34 @@
 """The vidseg pipeline: read video → load model → invert → extract maps → probabilities → upsample → refine → export.
 
 ``VideoSegmenter`` is a small stateful API over the heavy model (in the spirit of SAM 2's video predictor): build it
-once, then ``compute_saliency`` runs the model on a video (the expensive part) and ``export_labels`` turns saliency
-into label maps and files without touching the model; ``load_saliency`` rebuilds a result from ``saliency.npz``, so
-post-processing can be re-run without the model.
+once, then ``compute_saliency`` runs the model on a video (the expensive part) and returns a ``SaliencyResult``;
+``iter_labels`` yields label maps frame by frame in memory and ``export_labels`` writes them as files, neither
+touching the model. ``SaliencyResult.load`` rebuilds a result from ``saliency.npz``, so post-processing can be re-run
+without the model.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Protocol, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
 
-from vidseg import __version__
 from vidseg.config import VidsegConfig
-from vidseg.errors import ConfigError, OutputError, VidsegError
+from vidseg.errors import ConfigError, VidsegError
+from vidseg.files import atomic_dir
+from vidseg.progress import CancellableProgress, NoProgress, Progress
+from vidseg.result import SaliencyResult
+from vidseg.version import __version__
 
 # Frames refined and written per batch: bounds memory for long, high-resolution videos.
 EXPORT_CHUNK = 16
-
-
-class Progress(Protocol):
-    """What the pipeline reports to (the CLI draws it with rich; ``None`` reports nothing)."""
-
-    def start(self, stage: str, total: int | None = None) -> None: ...
-
-    def advance(self, n: int = 1) -> None: ...
-
-    def finish(self) -> None: ...
-
-    def lane(self) -> "Progress":
-        """An independent reporter for work that runs at the same time as this one's."""
-        ...
-
-
-class _NoProgress:
-    def lane(self) -> "_NoProgress":
-        return self
-
-    def start(self, stage: str, total: int | None = None) -> None:
-        pass
-
-    def advance(self, n: int = 1) -> None:
-        pass
-
-    def finish(self) -> None:
-        pass
-
-
-class _Cancelled(Exception):
-    """Raised inside background model work once its consumer has gone away."""
-
-
-class _CancellableProgress:
-    """Forwards progress, and stops the work it reports on at the next step once ``cancelled`` is set."""
-
-    def __init__(self, inner: Any, cancelled: threading.Event):
-        self.inner, self.cancelled = inner, cancelled
-
-    def start(self, stage: str, total: int | None = None) -> None:
-        self._check()
-        self.inner.start(stage, total)
-
-    def advance(self, n: int = 1) -> None:
-        self._check()
-        self.inner.advance(n)
-
-    def finish(self) -> None:
-        self.inner.finish()
-
-    def _check(self) -> None:
-        if self.cancelled.is_set():
-            raise _Cancelled("stopped: the caller no longer needs this result")
-
-
-@dataclass
-class SaliencyResult:
-    """What the model pass produces for one video; everything after it is cheap and model-free.
-
-    ``window_maps[i]`` is window i's map ``[C, F_lat, h, w]`` (float32, z-scored units); ``sampled`` is the blended
-    saliency per sampled frame ``[C, S, h, w]``.
-    """
-
-    source: Path
-    classes: list[str]
-    prompt: str
-    info: Any  # vidseg.video.read.VideoInfo
-    plan: Any  # vidseg.video.sample.SamplingPlan
-    window_maps: list[torch.Tensor]
-    sampled: torch.Tensor
-    valid_box: tuple[int, int, int, int]
-    timestep: float  # CogVideoX: the integer t; Wan: sigma * 1000
-    seconds: dict[str, float] = field(default_factory=dict)
 
 
 def check_classes(classes: Sequence[str]) -> list[str]:
@@ -185,7 +111,7 @@ class VideoSegmenter:
         from vidseg.video.read import open_video
         from vidseg.video.sample import blend_windows, plan_sampling
 
-        progress = progress or _NoProgress()
+        progress = progress or NoProgress()
         cfg = self.config
         classes = check_classes(classes)
         self.model.check_settings(self.config, classes)
@@ -230,9 +156,9 @@ class VideoSegmenter:
         """
         if not jobs:
             return
-        progress = progress or _NoProgress()
+        progress = progress or NoProgress()
         cancelled = threading.Event()
-        lane = _CancellableProgress(progress.lane(), cancelled)
+        lane = CancellableProgress(progress.lane(), cancelled)
         texts = []
         for _, classes in jobs:
             try:
@@ -279,7 +205,7 @@ class VideoSegmenter:
         """
         from vidseg.video.sample import crop_to_valid, fit_frames
 
-        progress = progress or _NoProgress()
+        progress = progress or NoProgress()
         seconds = {} if seconds is None else seconds
         cfg, model, inv = self.config, self.model, self.config.inversion
         with _timed(seconds, "vae"):
@@ -345,46 +271,6 @@ class VideoSegmenter:
             yield self.export_labels(result, Path(out_dir) / Path(videos[i]).stem, progress=progress)
 
 
-def load_saliency(path: str | Path, video: str | Path, *, reader: str = "auto") -> SaliencyResult:
-    """Rebuild a ``SaliencyResult`` from a ``saliency.npz`` written by ``export_labels`` and its video, so labels can
-    be made again (other thresholds, upsampler or CRF) without the model.
-    """
-    from vidseg.export import read_saliency_npz
-    from vidseg.video.read import open_video
-    from vidseg.video.sample import SamplingPlan, blend_windows
-
-    maps, meta = read_saliency_npz(path)
-    with open_video(video, reader=reader) as opened:
-        info = opened.info
-    if info.num_frames != meta["num_frames"]:
-        raise ConfigError(f"{video} has {info.num_frames} frames but {path} was made from {meta['num_frames']}; "
-                          "pass the video the saliency was computed from")
-    per_window = int(meta["latent_frames_per_window"])
-    window_maps = list(torch.from_numpy(maps.astype(np.float32)).split(per_window, dim=1))
-    plan = SamplingPlan(
-        num_frames=info.num_frames,
-        sampled_frames=np.asarray(meta["sampled_frames"], dtype=np.int64),
-        windows=[np.asarray(w, dtype=np.int64) for w in meta["window_sampled_frames"]],
-        window_weights=[np.asarray(w, dtype=np.float32) for w in meta["window_weights"]],
-    )
-    return SaliencyResult(
-        source=Path(video), classes=list(meta["classes"]), prompt=meta["prompt"], info=info, plan=plan,
-        window_maps=window_maps, sampled=blend_windows(plan, window_maps), valid_box=tuple(meta["valid_box"]),
-        timestep=meta["timestep"],
-    )
-
-
-def frame_saliency(result: SaliencyResult, frame_indices: np.ndarray) -> torch.Tensor:
-    """Saliency of original frames ``frame_indices`` [T], interpolated from the nearest sampled frames → [T, C, h, w]."""
-    from vidseg.video.sample import frame_interpolation
-
-    left, right, alpha = frame_interpolation(result.plan, result.info.num_frames)
-    left, right = torch.as_tensor(left[frame_indices]), torch.as_tensor(right[frame_indices])
-    a = torch.as_tensor(alpha[frame_indices], dtype=torch.float32)[:, None, None, None]
-    s = result.sampled.float()  # [C, S, h, w]
-    return (1 - a) * s[:, left].permute(1, 0, 2, 3) + a * s[:, right].permute(1, 0, 2, 3)
-
-
 def iter_labels(
     result: SaliencyResult,
     config: VidsegConfig,
@@ -419,7 +305,7 @@ def iter_labels(
         chunk = indices[start:start + EXPORT_CHUNK]
         frames = reader.read(chunk)
         probs = saliency_to_probs(
-            frame_saliency(result, chunk), temperature=config.probs.temperature, background=background,
+            result.at_frames(chunk), temperature=config.probs.temperature, background=background,
             calibration=config.probs.calibration, reference=reference,
         )
         labels = to_labels(frames, probs, upsampler=config.upsample, crf=config.crf, workers=config.export.workers)
@@ -446,9 +332,9 @@ def export_labels(
     to those frames (e.g. the GT-annotated ones); ``size`` (height, width) resizes masks (e.g. to the GT's size).
     The ``vspw`` format has no background: every pixel gets one of the classes, as evaluation requires.
     """
-    from vidseg.export import make_writers, write_saliency_npz
+    from vidseg.export import make_writers
 
-    progress = progress or _NoProgress()
+    progress = progress or NoProgress()
     out_dir = Path(out_dir)
     fmt = config.export.format
     info = result.info
@@ -475,28 +361,10 @@ def export_labels(
             progress.advance()
         for writer in writers:
             writer.close()
-        _write_saliency(tmp / "saliency.npz", result, write_saliency_npz)
+        result.save(tmp / "saliency.npz")
         _write_labels_json(tmp / "labels.json", result, config, model_name)
         progress.finish()
     return out_dir
-
-
-def _write_saliency(path: Path, result: SaliencyResult, write_saliency_npz: Any) -> None:
-    maps = torch.cat(result.window_maps, dim=1).to(torch.float16).numpy()  # [C, windows * F_lat, h, w]
-    metadata = {
-        "classes": result.classes,
-        "prompt": result.prompt,
-        "timestep": result.timestep,
-        "latent_frames_per_window": int(result.window_maps[0].shape[1]),
-        "window_sampled_frames": [w.tolist() for w in result.plan.windows],
-        "window_weights": [w.tolist() for w in result.plan.window_weights],
-        "sampled_frames": result.plan.sampled_frames.tolist(),
-        "num_frames": result.info.num_frames,
-        "fps": result.info.fps,
-        "video_size": [result.info.height, result.info.width],
-        "valid_box": list(result.valid_box),
-    }
-    write_saliency_npz(path, maps, metadata)
 
 
 def _write_labels_json(path: Path, result: SaliencyResult, config: VidsegConfig, model_name: str) -> None:
@@ -514,42 +382,6 @@ def _write_labels_json(path: Path, result: SaliencyResult, config: VidsegConfig,
         "settings": config.to_dict(),
     }
     path.write_text(json.dumps(doc, indent=2))
-
-
-@contextmanager
-def atomic_dir(target: Path) -> Iterator[Path]:
-    """Yield a temporary folder beside ``target`` that replaces ``target`` only if the block succeeds."""
-    target = Path(target)
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-    except OSError as exc:
-        raise OutputError(f"cannot write to {target.parent}: {exc.strerror}; choose a writable --out") from None
-    try:
-        yield tmp
-        if target.exists():
-            old = target.with_name(f".{target.name}.old-{os.getpid()}")
-            target.rename(old)
-            tmp.rename(target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
-def check_writable(out: Path) -> None:
-    """Fail before any model work if ``out`` cannot hold results (creates nothing)."""
-    out = Path(out).absolute()
-    existing = next(p for p in (out, *out.parents) if p.exists())
-    if not existing.is_dir():
-        raise OutputError(f"--out {out}: {existing} is a file; give a folder")
-    try:
-        with tempfile.NamedTemporaryFile(dir=existing):
-            pass
-    except OSError as exc:
-        raise OutputError(f"cannot write to {out}: {exc.strerror}; choose a writable --out") from None
 
 
 @contextmanager

@@ -182,7 +182,7 @@ def write_toy_clip(path: str | Path, clip: ToyClip, *, fps: float = 8.0) -> tupl
 
     from vidseg.errors import OutputError
     from vidseg.export.overlay import OverlayVideoWriter
-    from vidseg.pipeline import atomic_dir
+    from vidseg.files import atomic_dir
 
     path = Path(path)
     masks_dir = path.with_name(f"{path.stem}_masks")

@@ -40,7 +40,7 @@ def eval_command(
     """Print mIoU, FWIoU, mAcc, pixel accuracy, VC8 and VC16 of PRED against ROOT's GT, and the IoU of each class
     present in the GT or the predictions."""
     from vidseg.evaluation import evaluate_predictions
-    from vidseg.export._files import write_json_atomic
+    from vidseg.files import write_json_atomic
 
     with RichProgress(enabled=not quiet) as progress:
         progress.start("check predictions")

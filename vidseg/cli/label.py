@@ -66,7 +66,8 @@ def label(
     )
     from vidseg.datasets.vspw import label_to_vspw_ids
     from vidseg.errors import ConfigError, DatasetError
-    from vidseg.pipeline import VideoSegmenter, check_writable
+    from vidseg.files import check_writable
+    from vidseg.pipeline import VideoSegmenter
 
     fixed = _fixed_classes(classes, classes_file)
     if (fixed is not None) == classes_from_gt:

@@ -48,7 +48,8 @@ def predict(
     """Segment VIDEOS by class name: OUT/<stem>/masks/00000.png ... (one per input frame, input resolution),
     labels.json, saliency.npz and overlay.mp4."""
     from vidseg.errors import ConfigError
-    from vidseg.pipeline import VideoSegmenter, check_classes, check_writable
+    from vidseg.files import check_writable
+    from vidseg.pipeline import VideoSegmenter, check_classes
     from vidseg.video.read import open_video
 
     # Everything that can be checked without the model is checked first, so bad input fails in a second.

@@ -12,7 +12,7 @@ console = Console(stderr=True)
 
 
 class RichProgress:
-    """Implements ``vidseg.pipeline.Progress``: one line per stage; finished lines keep their elapsed time.
+    """Implements ``vidseg.progress.Progress``: one line per stage; finished lines keep their elapsed time.
 
     ``lane()`` gives an independent reporter on the same display, for stages that run at the same time (the model
     on the next video while the current one is refined).

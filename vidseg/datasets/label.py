@@ -29,10 +29,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Sequence
 
-from vidseg import __version__
+from vidseg.version import __version__
 from vidseg.datasets.sources import DatasetVideo
 from vidseg.errors import ConfigError, OutputError, VidsegError
-from vidseg.export._files import write_json_atomic
+from vidseg.files import write_json_atomic
 
 MARKER_NAME = ".vidseg-complete.json"
 TMP_DIR_NAME = ".vidseg-tmp"

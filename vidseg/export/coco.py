@@ -20,7 +20,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from vidseg.errors import MissingDependencyError
-from vidseg.export._files import check_labels, resize_labels, write_json_atomic
+from vidseg.export._labels import check_labels, resize_labels
+from vidseg.files import write_json_atomic
 
 
 def _mask_api() -> Any:

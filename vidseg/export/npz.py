@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from vidseg.errors import VidsegError
-from vidseg.export._files import json_safe, write_bytes_atomic
+from vidseg.files import json_safe, write_bytes_atomic
 
 
 def write_saliency_npz(path: str | Path, saliency: np.ndarray, metadata: dict[str, Any]) -> Path:

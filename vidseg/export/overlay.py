@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 from vidseg.errors import MissingDependencyError, OutputError
-from vidseg.export._files import check_labels, resize_labels
+from vidseg.export._labels import check_labels, resize_labels
 from vidseg.export.palette import voc_palette
 
 

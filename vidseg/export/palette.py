@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from vidseg.export._files import check_labels, resize_labels
+from vidseg.export._labels import check_labels, resize_labels
 
 
 @lru_cache(maxsize=1)

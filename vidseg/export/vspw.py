@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image
 
 from vidseg.datasets.vspw import check_id_space, export_id_range
-from vidseg.export._files import check_labels, resize_labels
+from vidseg.export._labels import check_labels, resize_labels
 
 
 def resolve_background(labels: np.ndarray, fallback: int) -> np.ndarray:
