@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 from typing import Optional
 
@@ -17,6 +15,7 @@ from vidseg.cli.progress import RichProgress, console
 
 @app.command()
 @handle_errors
+@opt.with_model_options
 def label(
     root: Path = typer.Argument(
         ..., show_default=False,
@@ -41,29 +40,13 @@ def label(
     export_format: str = typer.Option(
         "vspw", "--format", help=f"{EXPORT_FORMATS.choices()}: vspw single-channel VSPW ids, palette PNGs, coco RLE JSON per video, npz the soft saliency.",
     ),
-    model: Optional[str] = opt.ModelOpt,
-    preset: Optional[str] = opt.PresetOpt,
-    config: Optional[Path] = opt.ConfigOpt,
-    overrides: Optional[list[str]] = opt.SetOpt,
-    device: Optional[str] = opt.DeviceOpt,
-    dtype: Optional[str] = opt.DtypeOpt,
-    offload: Optional[bool] = opt.OffloadOpt,
-    sample_fps: Optional[float] = opt.SampleFpsOpt,
-    inversion: Optional[str] = opt.InversionOpt,
-    prompt: Optional[str] = opt.PromptOpt,
-    map_type: Optional[str] = opt.MapOpt,
-    upsampler: Optional[str] = opt.UpsamplerOpt,
-    anyup_checkpoint: Optional[Path] = opt.AnyUpOpt,
-    crf: Optional[bool] = opt.CrfOpt,
-    workers: Optional[int] = opt.WorkersOpt,
+    settings: dict = None,  # the MODEL_OPTIONS (see with_model_options)
     quiet: bool = opt.QuietOpt,
     debug: bool = opt.DebugOpt,
 ) -> None:
     """Label every video of ROOT. Rerunning the same command skips finished videos and redoes unfinished ones; a
     video that fails is reported and skipped; a summary and OUT/label_log.json list what happened."""
-    from vidseg.datasets import (
-        discover_videos, gt_class_prompts, is_complete, label_dataset, parse_shard, png_per_stem, shard_videos,
-    )
+    from vidseg.datasets import discover_videos, label_videos, parse_shard, shard_videos
     from vidseg.datasets.vspw import label_to_vspw_ids
     from vidseg.errors import ConfigError, DatasetError
     from vidseg.files import check_writable
@@ -74,66 +57,28 @@ def label(
         raise ConfigError("give the classes with exactly one of --classes, --classes-file or --classes-from-gt")
     shard_index = parse_shard(shard)
     videos = discover_videos(root, split=split)
-    mine = shard_videos(videos, shard_index)
     if classes_from_gt:
-        no_gt = [v.name for v in mine if v.mask_dir is None]
+        no_gt = [v.name for v in shard_videos(videos, shard_index) if v.mask_dir is None]
         if no_gt:
             raise DatasetError(f"--classes-from-gt needs GT masks, but {', '.join(no_gt[:3])} have none")
     check_writable(out)
-    cfg = opt.build_config(
-        preset=preset, model=model, config_path=config, overrides=overrides, device=device, dtype=dtype,
-        offload=offload, sample_fps=sample_fps, inversion=inversion, prompt=prompt, map_type=map_type,
-        upsampler=upsampler, anyup_checkpoint=anyup_checkpoint, crf=crf, workers=workers,
-        export_format=export_format, overlay=False,
-    )
-    if id_space is not None:
-        cfg.export.id_space = id_space
-        cfg.validate()
-    class_lists = {v.name: (gt_class_prompts(v.mask_paths) if classes_from_gt else fixed) for v in mine}
+    cfg = opt.build_config(**settings, export_format=export_format, overlay=False, id_space=id_space)
     if cfg.export.format == "vspw" and fixed is not None:
         label_to_vspw_ids(fixed, cfg.export.id_space)  # fail now, not per video, on non-VSPW class names
-    flat = cfg.export.format in ("vspw", "palette")
-    fingerprint = hashlib.sha256(
-        json.dumps([cfg.to_dict(), "gt" if classes_from_gt else fixed], sort_keys=True).encode()
-    ).hexdigest()[:16]
 
-    expected_files = png_per_stem if flat else None
-    pending = [
-        v for v in mine
-        if not is_complete(out / v.name, expected_files(v) if expected_files else (), fingerprint)
-    ]
+    def on_event(event) -> None:
+        if event.outcome is not None:
+            status = {"done": "green", "skipped": "cyan"}.get(event.outcome.status, "red")
+            reason = f": {event.outcome.reason}" if event.outcome.reason and event.outcome.status != "done" else ""
+            console.print(f"[{status}]{event.outcome.status}[/] {event.video.name} "
+                          f"({event.position}/{event.total}){reason}", highlight=False)
+
     with RichProgress(enabled=not quiet) as progress:
         progress.start(f"load {cfg.model.model}")
         segmenter = VideoSegmenter.from_pretrained(config=cfg)
         progress.finish()
-        # The model computes the next video's saliency while the runner exports the current one.
-        results = segmenter.iter_saliency([(v.source, class_lists[v.name]) for v in pending], progress=progress)
-
-        def segment_video(video, folder: Path) -> None:
-            index, result = next(results)
-            if pending[index].name != video.name:
-                raise RuntimeError(f"labeling order changed: expected {pending[index].name}, got {video.name}")
-            if isinstance(result, Exception):
-                raise result
-            segmenter.export_labels(
-                result, folder, progress=progress, frame_names=list(video.output_stems) or None,
-                size=video.gt_size, flat=flat,
-            )
-
-        def on_event(event) -> None:
-            if event.outcome is not None:
-                status = {"done": "green", "skipped": "cyan"}.get(event.outcome.status, "red")
-                reason = f": {event.outcome.reason}" if event.outcome.reason and event.outcome.status != "done" else ""
-                console.print(f"[{status}]{event.outcome.status}[/] {event.video.name} "
-                              f"({event.position}/{event.total}){reason}", highlight=False)
-
-        try:
-            summary = label_dataset(
-                videos, out, segment_video, shard=shard_index, on_event=on_event, fingerprint=fingerprint,
-                expected_files=expected_files,
-            )
-        finally:
-            results.close()
+        summary = label_videos(segmenter, videos, out, classes=fixed, shard=shard_index, progress=progress,
+                               on_event=on_event)
     for line in summary.lines():
         console.print(line, highlight=False)
     if summary.interrupted:

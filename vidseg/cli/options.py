@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 from pathlib import Path
-from typing import Optional
+from typing import Any, Callable, Optional
 
 import typer
 
@@ -26,15 +28,53 @@ AnyUpOpt = typer.Option(None, "--anyup-checkpoint", help="Path to anyup_paper.pt
 CrfOpt = typer.Option(None, "--crf/--no-crf", help="Dense CRF refinement per frame. Default: on when pydensecrf2 is installed (--crf makes it required).")
 WorkersOpt = typer.Option(None, "--workers", help="Processes for refinement; 0 = one per CPU core. Default: 0.")
 QuietOpt = typer.Option(False, "--quiet", "-q", help="No progress display.")
+
+# The model and pipeline options every segmenting command takes, declared once: (parameter, type, option).
+MODEL_OPTIONS = (
+    ("model", Optional[str], ModelOpt),
+    ("preset", Optional[str], PresetOpt),
+    ("config_path", Optional[Path], ConfigOpt),
+    ("overrides", Optional[list[str]], SetOpt),
+    ("device", Optional[str], DeviceOpt),
+    ("dtype", Optional[str], DtypeOpt),
+    ("offload", Optional[bool], OffloadOpt),
+    ("sample_fps", Optional[float], SampleFpsOpt),
+    ("inversion", Optional[str], InversionOpt),
+    ("prompt", Optional[str], PromptOpt),
+    ("map_type", Optional[str], MapOpt),
+    ("upsampler", Optional[str], UpsamplerOpt),
+    ("anyup_checkpoint", Optional[Path], AnyUpOpt),
+    ("crf", Optional[bool], CrfOpt),
+    ("workers", Optional[int], WorkersOpt),
+)
+
+
+def with_model_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Give ``command`` the ``MODEL_OPTIONS``: typer sees them in its signature, and the command receives them as
+    one dict, ``settings``, for ``build_config(**settings, ...)``."""
+    signature = inspect.signature(command)
+    own = [p for p in signature.parameters.values() if p.name != "settings"]
+    shared = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=hint)
+              for name, hint, option in MODEL_OPTIONS]
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        settings = {name: kwargs.pop(name) for name, _, _ in MODEL_OPTIONS}
+        return command(*args, settings=settings, **kwargs)
+
+    wrapper.__signature__ = signature.replace(parameters=own + shared)  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {**{k: v for k, v in command.__annotations__.items() if k != "settings"},
+                               **{name: hint for name, hint, _ in MODEL_OPTIONS}}
+    return wrapper
 DebugOpt = typer.Option(False, "--debug", help="Show tracebacks for errors.")
 
 
 def build_config(
     *,
-    preset: Optional[str],
-    model: Optional[str],
-    config_path: Optional[Path],
-    overrides: Optional[list[str]],
+    preset: Optional[str] = None,
+    model: Optional[str] = None,
+    config_path: Optional[Path] = None,
+    overrides: Optional[list[str]] = None,
     device: Optional[str] = None,
     dtype: Optional[str] = None,
     offload: Optional[bool] = None,
@@ -48,6 +88,7 @@ def build_config(
     workers: Optional[int] = None,
     export_format: Optional[str] = None,
     overlay: Optional[bool] = None,
+    id_space: Optional[str] = None,
 ) -> VidsegConfig:
     """Preset → model folder's vidseg.yaml → --config → --set → dedicated options; validated once."""
     cfg = load_config(preset or preset_for_model(model), model_dir_config=model_folder_config(model),
@@ -66,6 +107,7 @@ def build_config(
         ("export", "workers"): workers,
         ("export", "format"): export_format,
         ("export", "overlay"): overlay,
+        ("export", "id_space"): id_space,
     }
     for (section, key), value in options.items():
         if value is not None:

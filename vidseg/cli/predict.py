@@ -16,6 +16,7 @@ from vidseg.cli.progress import RichProgress, console
 
 @app.command()
 @handle_errors
+@opt.with_model_options
 def predict(
     videos: list[Path] = typer.Argument(..., help="Video files (any container) or folders of frames.", show_default=False),
     classes: Optional[list[str]] = typer.Option(
@@ -23,25 +24,11 @@ def predict(
         help="Class names to segment, e.g. --classes person dog (or person,dog). Label i = i-th class, 0 = background.",
     ),
     out: Path = typer.Option(Path("out"), "--out", "-o", help="Output folder; each video writes OUT/<video stem>/."),
-    model: Optional[str] = opt.ModelOpt,
-    preset: Optional[str] = opt.PresetOpt,
-    config: Optional[Path] = opt.ConfigOpt,
-    overrides: Optional[list[str]] = opt.SetOpt,
-    device: Optional[str] = opt.DeviceOpt,
-    dtype: Optional[str] = opt.DtypeOpt,
-    offload: Optional[bool] = opt.OffloadOpt,
-    sample_fps: Optional[float] = opt.SampleFpsOpt,
-    inversion: Optional[str] = opt.InversionOpt,
-    prompt: Optional[str] = opt.PromptOpt,
-    map_type: Optional[str] = opt.MapOpt,
-    upsampler: Optional[str] = opt.UpsamplerOpt,
-    anyup_checkpoint: Optional[Path] = opt.AnyUpOpt,
-    crf: Optional[bool] = opt.CrfOpt,
     export_format: Optional[str] = typer.Option(
         None, "--format", help=f"{EXPORT_FORMATS.choices()}: palette PNGs, vspw single-channel PNGs, coco RLE JSON, npz the soft saliency only. Default: palette."
     ),
     overlay: Optional[bool] = typer.Option(None, "--overlay/--no-overlay", help="Write overlay.mp4. Default: on."),
-    workers: Optional[int] = opt.WorkersOpt,
+    settings: dict = None,  # the MODEL_OPTIONS (see with_model_options)
     quiet: bool = opt.QuietOpt,
     debug: bool = opt.DebugOpt,
 ) -> None:
@@ -60,12 +47,7 @@ def predict(
     if len(set(stems)) != len(stems):
         raise ConfigError("two videos share a file name; their outputs would collide in OUT/<stem>/")
     check_writable(out)
-    cfg = opt.build_config(
-        preset=preset, model=model, config_path=config, overrides=overrides, device=device, dtype=dtype,
-        offload=offload, sample_fps=sample_fps, inversion=inversion, prompt=prompt, map_type=map_type,
-        upsampler=upsampler, anyup_checkpoint=anyup_checkpoint, crf=crf, workers=workers,
-        export_format=export_format, overlay=overlay,
-    )
+    cfg = opt.build_config(**settings, export_format=export_format, overlay=overlay)
     with RichProgress(enabled=not quiet) as progress:
         progress.start(f"load {cfg.model.model}")
         segmenter = VideoSegmenter.from_pretrained(config=cfg)

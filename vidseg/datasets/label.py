@@ -19,6 +19,7 @@ time (different shards may run at once, on one machine or several sharing ``OUT`
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -27,7 +28,7 @@ import traceback
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from vidseg.version import __version__
 from vidseg.datasets.sources import DatasetVideo
@@ -274,3 +275,56 @@ def _one_line(exc: BaseException) -> str:
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def settings_fingerprint(config: Any, classes: Sequence[str] | None) -> str:
+    """What makes a finished video folder valid for a rerun: every setting, and the fixed classes (None: from GT)."""
+    doc = json.dumps([config.to_dict(), "gt" if classes is None else list(classes)], sort_keys=True)
+    return hashlib.sha256(doc.encode()).hexdigest()[:16]
+
+
+def label_videos(
+    segmenter: Any,
+    videos: Sequence[DatasetVideo],
+    out_dir: str | Path,
+    *,
+    classes: Sequence[str] | None = None,
+    shard: tuple[int, int] = (0, 1),
+    progress: Any = None,
+    on_event: Callable[[LabelEvent], None] | None = None,
+) -> LabelSummary:
+    """Label a dataset with a ``VideoSegmenter``: what ``vidseg label`` runs.
+
+    Each video of ``shard`` that is not complete in ``out_dir`` is segmented with ``classes`` (None: the VSPW
+    classes of its GT masks) and written by ``label_dataset`` (resumable, atomic). The model computes the next
+    pending video's saliency while the current one is refined and written. The export format, id space and the
+    rest come from the segmenter's config; ``vspw`` and ``palette`` write flat, at the GT's size, one file per GT
+    mask (every frame when there is no GT).
+    """
+    from vidseg.datasets.vspw import gt_class_prompts
+
+    config = segmenter.config
+    out_dir = Path(out_dir)
+    mine = shard_videos(videos, shard)
+    flat = config.export.format in ("vspw", "palette")
+    expected_files = png_per_stem if flat else None
+    fingerprint = settings_fingerprint(config, classes)
+    pending = [v for v in mine
+               if not is_complete(out_dir / v.name, expected_files(v) if expected_files else (), fingerprint)]
+    class_lists = {v.name: list(classes) if classes is not None else gt_class_prompts(v.mask_paths) for v in pending}
+    results = segmenter.iter_saliency([(v.source, class_lists[v.name]) for v in pending], progress=progress)
+
+    def segment_video(video: DatasetVideo, folder: Path) -> None:
+        index, result = next(results)
+        if pending[index].name != video.name:
+            raise RuntimeError(f"labeling order changed: expected {pending[index].name}, got {video.name}")
+        if isinstance(result, Exception):
+            raise result
+        segmenter.export_labels(result, folder, progress=progress, frame_names=list(video.output_stems) or None,
+                                size=video.gt_size, flat=flat)
+
+    try:
+        return label_dataset(videos, out_dir, segment_video, shard=shard, on_event=on_event,
+                             fingerprint=fingerprint, expected_files=expected_files)
+    finally:
+        results.close()
