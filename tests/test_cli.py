@@ -143,7 +143,7 @@ def test_predict_5b_preset_with_rope_model_on_vp9_and_av1(tiny_rope_model_dir, v
     assert result.exit_code == 0, result.output
     for video in videos:
         labels = json.loads((out / video.stem / "labels.json").read_text())
-        assert labels["settings"]["model"]["model"] == str(tiny_rope_model_dir)
+        assert labels["settings"]["model"]["source"] == str(tiny_rope_model_dir)
         assert len(list((out / video.stem / "masks").glob("*.png"))) == 12
 
 
@@ -176,3 +176,19 @@ def test_predict_in_bfloat16(tiny_model_dir, video_factory, tmp_path, inversion)
                      "--dtype", "bfloat16", "--inversion", inversion, "--no-crf", "--no-overlay", "-q")
     assert result.exit_code == 0, result.output
     assert len(list((tmp_path / "out" / "clip" / "masks").glob("*.png"))) == 9
+
+
+def test_labels_in_memory_without_files(tiny_model_dir, video_factory, tmp_path):
+    """A library user gets masks as arrays: no output folder is written."""
+    from vidseg import VideoSegmenter, load_config
+
+    video = video_factory("clip.mp4", num_frames=15, height=72, width=128)
+    config = load_config(model_dir_config=tiny_model_dir / "vidseg.yaml", overrides=["export.workers=1"])
+    segmenter = VideoSegmenter.from_pretrained(str(tiny_model_dir), config=config)
+    result = segmenter.compute_saliency(video, ["person", "dog"])
+    frames = list(segmenter.iter_labels(result))
+    assert [i for i, _ in frames] == list(range(15))
+    assert all(labels.shape == (72, 128) and labels.dtype == np.uint8 and labels.max() <= 2 for _, labels in frames)
+    assert list(tmp_path.iterdir()) == [video]
+    some = list(segmenter.iter_labels(result, frame_indices=[3, 7]))
+    assert [i for i, _ in some] == [3, 7] and np.array_equal(some[1][1], frames[7][1])

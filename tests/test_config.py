@@ -12,7 +12,7 @@ def test_presets_load_and_validate():
         load_config(name).validate()
     two_b, five_b = load_config("cogvideox-2b"), load_config("cogvideox-5b")
     assert two_b.maps.layers == VidsegConfig().maps.layers and len(two_b.maps.layers) == 17
-    assert five_b.model.model == "THUDM/CogVideoX-5b" and len(five_b.maps.layers) == 21
+    assert five_b.model.source == "THUDM/CogVideoX-5b" and len(five_b.maps.layers) == 21
 
 
 def test_precedence_preset_then_model_folder_then_user_then_overrides(tmp_path):
@@ -49,7 +49,7 @@ def test_bad_overrides_name_the_problem(overrides, message):
         (("video", "height"), 470, "multiples of 16"),
         (("inversion", "method"), "invert", "ddim, renoise"),
         (("inversion", "readout_index"), 50, "readout_index"),
-        (("maps", "map"), "attention", "imap, gramcol"),
+        (("maps", "kind"), "attention", "imap, gramcol"),
     ],
 )
 def test_validate_rejects_bad_values(field, value, message):
@@ -62,3 +62,20 @@ def test_validate_rejects_bad_values(field, value, message):
 def test_unknown_preset_lists_the_known_ones():
     with pytest.raises(ConfigError, match="cogvideox-2b"):
         load_config("cogvideox-9b")
+
+
+def test_renamed_keys_still_work_with_a_deprecation_line(caplog):
+    with caplog.at_level("WARNING", logger="vidseg.config"):
+        cfg = load_config("cogvideox-2b", overrides=["maps.map=gramcol", "model.model=some/model"])
+    assert cfg.maps.kind == "gramcol" and cfg.model.source == "some/model"
+    assert any("maps.map is now maps.kind" in r.message for r in caplog.records)
+    assert any("model.model is now model.source" in r.message for r in caplog.records)
+
+
+def test_from_pretrained_leaves_the_callers_config_alone(tiny_model_dir):
+    from vidseg.pipeline import VideoSegmenter
+
+    cfg = load_config(model_dir_config=tiny_model_dir / "vidseg.yaml")
+    before = cfg.to_dict()
+    segmenter = VideoSegmenter.from_pretrained(str(tiny_model_dir), config=cfg)
+    assert cfg.to_dict() == before and segmenter.config.model.source == str(tiny_model_dir)

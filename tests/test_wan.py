@@ -230,7 +230,7 @@ def test_wan_settings_fail_before_the_model_runs(tiny_wan_model_dir, video_facto
 def test_settings_are_checked_before_any_weights_load(tiny_wan_model_dir, tiny_model_dir):
     for folder, setting in ((tiny_wan_model_dir, "maps.layers=[7]"), (tiny_model_dir, "maps.top_k_heads=9")):
         config = load_config(model_dir_config=model_folder_config(folder), overrides=[setting])
-        config.model.model = str(folder)
+        config.model.source = str(folder)
         config.validate()
         with pytest.raises(ConfigError):
             VideoSegmenter.from_pretrained(config=config)

@@ -43,7 +43,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
@@ -337,7 +336,7 @@ def compare_forwards(model: Any, config: Any, classes: list[str], repeats: int, 
     memory_key = "peak_cuda_mb" if model.device.type == "cuda" else "peak_rss_mb"
     return {
         "latents": list(inputs["latents"].shape), "layers_read": list(config.maps.layers),
-        "map": config.maps.map, "timestep": timestep, "runs": runs,
+        "map": config.maps.kind, "timestep": timestep, "runs": runs,
         "time_ratio_wall": median("readout", "seconds") / median("stock", "seconds"),
         "time_ratio_cpu": median("readout", "cpu_seconds") / median("stock", "cpu_seconds"),
         "memory_key": memory_key,

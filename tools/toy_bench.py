@@ -38,7 +38,7 @@ from vidseg.toyworld import SHAPES, class_ious, render_clip, write_toy_clip  # n
 # (row name, settings that need the model pass again, settings applied to the same maps afterwards)
 MODEL_ROWS = [
     ("defaults (IMAP, DDIM 20 steps to t=399)", [], []),
-    ("map: GramCol (all heads)", ["maps.map=gramcol"], []),
+    ("map: GramCol (all heads)", ["maps.kind=gramcol"], []),
     ("inversion: renoise (official)", ["inversion.method=renoise"], []),
     ("inversion: DDIM 10 steps (grid 25, t=399)", ["inversion.num_steps=25", "inversion.readout_index=15"], []),
     ("inversion: DDIM 5 steps (grid 12, t=416)", ["inversion.num_steps=12", "inversion.readout_index=7"], []),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import logging
 import types
 import typing
 from dataclasses import dataclass, field
@@ -19,8 +20,10 @@ from typing import Any
 
 import yaml
 
-from vidseg.errors import ConfigError
+from vidseg.errors import ConfigError, first_line
 from vidseg.registry import EXPORT_FORMATS, INVERSIONS, MAP_KINDS, UPSAMPLERS
+
+logger = logging.getLogger(__name__)
 
 # Blocks whose maps are averaged for CogVideoX-2B (the official IMAP layer list, 0-based).
 COGVIDEOX_2B_LAYERS = [4, 6, 7, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23]
@@ -44,7 +47,7 @@ class VideoConfig:
 class ModelConfig:
     """Which weights to load and where to run them."""
 
-    model: str = "THUDM/CogVideoX-2b"  # hub id or local diffusers folder
+    source: str = "THUDM/CogVideoX-2b"  # hub id, local diffusers folder, or a packaged model's name (toy)
     device: str | None = None  # None: cuda when present, else cpu
     dtype: str | None = None  # None: bfloat16 on GPU, float32 on CPU
     offload: bool = False  # keep weights on the CPU and move each block to the GPU as it runs
@@ -66,7 +69,7 @@ class InversionConfig:
 class MapsConfig:
     """Which attention maps are read out."""
 
-    map: str = "imap"  # imap (CHI-selected heads) | gramcol (all heads) | cross_attention (Wan only)
+    kind: str = "imap"  # imap (CHI-selected heads) | gramcol (all heads) | cross_attention (Wan only)
     layers: list[int] = field(default_factory=lambda: list(COGVIDEOX_2B_LAYERS))
     top_k_heads: int = 5  # heads kept per layer by the Calinski-Harabasz frame-separation score
     concept_slots: str = "compact"  # compact (C classes + 1 weighted padding slot, exact) | full (all text slots)
@@ -165,7 +168,7 @@ class VidsegConfig:
                 f"inversion.readout_index is {inv.readout_index}; it must be in [0, {inv.num_steps}) "
                 f"(inversion.num_steps)"
             )
-        MAP_KINDS.check(m.map)
+        MAP_KINDS.check(m.kind)
         _check_choice("maps.concept_slots", m.concept_slots, ("compact", "full"))
         if not m.layers:
             raise ConfigError("maps.layers is empty; give at least one transformer block index")
@@ -223,10 +226,14 @@ def read_yaml(source: str | Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
-        raise ConfigError(f"config {str(source)!r} is not valid YAML: {str(exc).splitlines()[0]}") from None
+        raise ConfigError(f"config {str(source)!r} is not valid YAML: {first_line(exc)}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config {str(source)!r} must be a mapping of sections (video:, model:, ...)")
     return data
+
+
+# Settings renamed in 0.2 (their old names stuttered): old (section, key) -> new key.
+RENAMED_KEYS = {("model", "model"): "source", ("maps", "map"): "kind"}
 
 
 def merge(config: VidsegConfig, data: dict[str, Any], source: str = "config") -> VidsegConfig:
@@ -241,6 +248,11 @@ def merge(config: VidsegConfig, data: dict[str, Any], source: str = "config") ->
         hints = typing.get_type_hints(type(section))
         fields = {f.name for f in dataclasses.fields(section)}
         for key, value in values.items():
+            if (section_name, key) in RENAMED_KEYS:
+                new = RENAMED_KEYS[(section_name, key)]
+                logger.warning("%s: %s.%s is now %s.%s; the old name still works but will go", source, section_name,
+                               key, section_name, new)
+                key = new
             if key not in fields:
                 raise ConfigError(
                     f"{source}: unknown key {section_name}.{key}{_did_you_mean(key, fields, section_name + '.')}"
@@ -321,7 +333,8 @@ def load_config(
     after CLI options are applied). ``preset=None`` picks the one that fits the model folder's config (its
     ``vidseg.yaml`` names the model) or the default model."""
     if preset is None:
-        named = read_yaml(model_dir_config).get("model", {}).get("model") if model_dir_config else None
+        section = read_yaml(model_dir_config).get("model", {}) if model_dir_config else {}
+        named = section.get("source", section.get("model"))
         preset = preset_for_model(named or (Path(model_dir_config).parent if model_dir_config else None))
     config = VidsegConfig()
     merge(config, read_yaml(preset), f"preset {preset}")

@@ -1,7 +1,8 @@
 """Errors that the CLI turns into one clear line and an exit code (never a traceback).
 
 Every message names what is wrong and what to do about it. Unexpected exceptions are bugs and keep their
-traceback.
+traceback. Exit codes: 2 = bad input or settings (caught before the work starts), 1 = a failure while running
+(e.g. a video of a dataset failed, or the output disk filled up), 130 = interrupted.
 """
 
 from __future__ import annotations
@@ -46,4 +47,10 @@ class DatasetError(VidsegError):
 class MissingDependencyError(VidsegError):
     """An optional component was asked for but its package is not installed."""
 
-    exit_code = 3
+    exit_code = 2
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its class name when it has none), for one-line errors."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

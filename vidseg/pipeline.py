@@ -9,6 +9,7 @@ without the model.
 
 from __future__ import annotations
 
+import copy
 import json
 import threading
 import time
@@ -63,19 +64,19 @@ class VideoSegmenter:
 
     @classmethod
     def from_pretrained(cls, model: str | None = None, *, config: VidsegConfig | None = None) -> "VideoSegmenter":
-        """Load weights (hub id or local diffusers folder; default from ``config.model.model``).
+        """Load weights (hub id, local diffusers folder or packaged name; default ``config.model.source``).
 
         A local folder's ``vidseg.yaml`` is not applied here: use ``vidseg.config.load_config`` with
         ``model_dir_config`` (the CLI does) or pass a matching ``config``.
         """
         from vidseg.models.load import load_model
 
-        config = config or VidsegConfig()
+        config = copy.deepcopy(config) if config is not None else VidsegConfig()  # the caller's stays as it was
         if model is not None:
-            config.model.model = model
+            config.model.source = model
         config.validate()
         m = config.model
-        loaded = load_model(m.model, device=m.device, dtype=m.dtype, offload=m.offload, vae_tiling=m.vae_tiling)
+        loaded = load_model(m.source, device=m.device, dtype=m.dtype, offload=m.offload, vae_tiling=m.vae_tiling)
         loaded.check_settings(config)  # from the model's config files: nothing heavy is loaded yet
         return cls(loaded, config)
 
@@ -221,7 +222,7 @@ class VideoSegmenter:
             progress.finish()
         with _timed(seconds, "maps"):
             progress.start(f"read maps {tag}")
-            maps = model.read_maps(noisy, timestep, prompt_embeds, concept_embeds, cfg.maps)[cfg.maps.map]
+            maps = model.read_maps(noisy, timestep, prompt_embeds, concept_embeds, cfg.maps)[cfg.maps.kind]
             progress.finish()
         if not torch.isfinite(maps).all():
             raise VidsegError(f"the model produced non-finite maps (NaN or infinity) at {tag}; with --dtype float16 "
@@ -332,7 +333,7 @@ def export_labels(
     to those frames (e.g. the GT-annotated ones); ``size`` (height, width) resizes masks (e.g. to the GT's size).
     The ``vspw`` format has no background: every pixel gets one of the classes, as evaluation requires.
     """
-    from vidseg.export import make_writers
+    from vidseg.export import SALIENCY_FILE, make_writers
 
     progress = progress or NoProgress()
     out_dir = Path(out_dir)
@@ -361,7 +362,7 @@ def export_labels(
             progress.advance()
         for writer in writers:
             writer.close()
-        result.save(tmp / "saliency.npz")
+        result.save(tmp / SALIENCY_FILE)
         _write_labels_json(tmp / "labels.json", result, config, model_name)
         progress.finish()
     return out_dir

@@ -53,7 +53,7 @@ BACKBONES = Registry("model", "model family", {
     "CogVideoXTransformer3DModel": "vidseg.models.cogvideox:CogVideoXModel",
     "WanTransformer3DModel": "vidseg.models.wan:WanModel",
 })
-MAP_KINDS = Registry("maps.map", "map kind", {
+MAP_KINDS = Registry("maps.kind", "map kind", {
     "imap": "mean over the motion heads (top-k by frame separation)",
     "gramcol": "sum over all heads",
     "cross_attention": "attention weights of the class token (Wan only; a baseline)",

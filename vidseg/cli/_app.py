@@ -16,7 +16,9 @@ from vidseg.errors import VidsegError
 
 app = typer.Typer(
     name="vidseg",
-    help="Segment real videos by class name with no training, from CogVideoX's own attention (IMAP / GramCol).",
+    help="Segment real videos by class name with no training, from a video diffusion transformer's own attention "
+         "(IMAP / GramCol on CogVideoX and Wan2.1). Exit codes: 0 done, 1 a failure while running, 2 bad input or "
+         "settings (nothing was started), 130 interrupted.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,

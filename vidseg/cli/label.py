@@ -74,7 +74,7 @@ def label(
                           f"({event.position}/{event.total}){reason}", highlight=False)
 
     with RichProgress(enabled=not quiet) as progress:
-        progress.start(f"load {cfg.model.model}")
+        progress.start(f"load {cfg.model.source}")
         segmenter = VideoSegmenter.from_pretrained(config=cfg)
         progress.finish()
         summary = label_videos(segmenter, videos, out, classes=fixed, shard=shard_index, progress=progress,

@@ -94,14 +94,14 @@ def build_config(
     cfg = load_config(preset or preset_for_model(model), model_dir_config=model_folder_config(model),
                       user_config=config_path, overrides=overrides)
     options = {
-        ("model", "model"): model,
+        ("model", "source"): model,
         ("model", "device"): device,
         ("model", "dtype"): dtype,
         ("model", "offload"): offload,
         ("video", "sample_fps"): sample_fps,
         ("inversion", "method"): inversion,
         ("inversion", "prompt"): prompt,
-        ("maps", "map"): map_type,
+        ("maps", "kind"): map_type,
         ("upsample", "method"): upsampler,
         ("upsample", "anyup_checkpoint"): str(anyup_checkpoint) if anyup_checkpoint else None,
         ("export", "workers"): workers,

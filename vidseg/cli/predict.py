@@ -49,7 +49,7 @@ def predict(
     check_writable(out)
     cfg = opt.build_config(**settings, export_format=export_format, overlay=overlay)
     with RichProgress(enabled=not quiet) as progress:
-        progress.start(f"load {cfg.model.model}")
+        progress.start(f"load {cfg.model.source}")
         segmenter = VideoSegmenter.from_pretrained(config=cfg)
         progress.finish()
         started = time.perf_counter()

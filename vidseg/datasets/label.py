@@ -32,7 +32,7 @@ from typing import Any, Callable, Sequence
 
 from vidseg.version import __version__
 from vidseg.datasets.sources import DatasetVideo
-from vidseg.errors import ConfigError, OutputError, VidsegError
+from vidseg.errors import ConfigError, OutputError, VidsegError, first_line
 from vidseg.files import write_json_atomic
 
 MARKER_NAME = ".vidseg-complete.json"
@@ -268,9 +268,8 @@ def _write_log(summary: LabelSummary, started: str) -> None:
 
 
 def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    message = text[0] if text else ""
-    return f"{type(exc).__name__}: {message}" if not isinstance(exc, VidsegError) else message
+    """The failure's first line; a bug (not a ``VidsegError``) is named by its class too."""
+    return first_line(exc) if isinstance(exc, VidsegError) else f"{type(exc).__name__}: {first_line(exc)}"
 
 
 def _now() -> str:

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 from vidseg.config import packaged_model_folder
-from vidseg.errors import ConfigError, ModelLoadError
+from vidseg.errors import ConfigError, ModelLoadError, first_line
 from vidseg.registry import BACKBONES
 
 logger = logging.getLogger(__name__)
@@ -177,7 +177,7 @@ class Backbone:
             with quiet_progress_bars():
                 return loader(str(self.folder), subfolder=subfolder, **kwargs)
         except (OSError, ValueError, RuntimeError, KeyError, json.JSONDecodeError) as exc:
-            raise ModelLoadError(f"cannot load the {subfolder} of {self.source}: {_first_line(exc)}; "
+            raise ModelLoadError(f"cannot load the {subfolder} of {self.source}: {first_line(exc)}; "
                                  f"re-download the model or {_HINT}") from None
 
     def _place(self, module: Any, offload_type: str) -> Any:
@@ -196,8 +196,8 @@ def check_map_settings(maps: Any, *, num_blocks: int, num_heads: int, map_kinds:
     """``maps`` (a ``MapsConfig``) against a model's depth, heads and the map kinds its read-out gives."""
     from vidseg.imap.heads import check_layers_and_heads
 
-    if maps.map not in map_kinds:
-        raise ConfigError(f"maps.map is {maps.map!r}; {family} gives {', '.join(map_kinds)}")
+    if maps.kind not in map_kinds:
+        raise ConfigError(f"maps.kind is {maps.kind!r}; {family} gives {', '.join(map_kinds)}")
     check_layers_and_heads(maps.layers, maps.top_k_heads, num_blocks=num_blocks, num_heads=num_heads)
 
 
@@ -385,7 +385,7 @@ def _resolve_folder(model: str) -> Path:
     try:
         folder = Path(snapshot_download(model, allow_patterns=patterns))
     except Exception as exc:  # hub errors come in many classes (HTTP, repository, revision, disk)
-        raise ModelLoadError(f"cannot download {model}: {_first_line(exc)}; {_HINT}") from None
+        raise ModelLoadError(f"cannot download {model}: {first_line(exc)}; {_HINT}") from None
     missing = _missing_parts(folder)
     if missing:
         raise ModelLoadError(f"hub model {model} lacks {', '.join(missing)}; is it a CogVideoX diffusers repository? "
@@ -419,7 +419,7 @@ def _read_json(path: Path, model: str) -> dict[str, Any]:
     try:
         return json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
-        raise ModelLoadError(f"cannot read {path.name} of {model}: {_first_line(exc)}; {_HINT}") from None
+        raise ModelLoadError(f"cannot read {path.name} of {model}: {first_line(exc)}; {_HINT}") from None
 
 
 def _load_scheduler(folder: Path, model: str) -> Any:
@@ -431,8 +431,3 @@ def _load_scheduler(folder: Path, model: str) -> Any:
     if scheduler_class is None or not hasattr(scheduler_class, "from_pretrained"):
         raise ModelLoadError(f"the scheduler class {name!r} of {model} is not a diffusers scheduler; {_HINT}")
     return scheduler_class.from_pretrained(str(folder), subfolder="scheduler")
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

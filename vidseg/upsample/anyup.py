@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vidseg.errors import ModelLoadError
+from vidseg.errors import ModelLoadError, first_line
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -374,11 +374,11 @@ def load_anyup(checkpoint_path: str | Path, *, device: str | torch.device = "cpu
     try:
         state_dict = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for non-checkpoint files
-        raise ModelLoadError(f"cannot read AnyUp checkpoint {str(path)!r}: {str(exc).splitlines()[0]}") from None
+        raise ModelLoadError(f"cannot read AnyUp checkpoint {str(path)!r}: {first_line(exc)}") from None
     model = AnyUp()
     try:
         model.load_state_dict(state_dict, strict=True)
     except (RuntimeError, AttributeError) as exc:
         raise ModelLoadError(f"{str(path)!r} is not an AnyUp checkpoint (keys or shapes differ: "
-                             f"{str(exc).splitlines()[0]})") from None
+                             f"{first_line(exc)})") from None
     return model.to(device).eval()

@@ -52,7 +52,7 @@ class GuidedFilterUpsampler:
 
     runs_in_workers = True
 
-    def __init__(self, radius: float = 0.5, eps: float = 0.01) -> None:
+    def __init__(self, radius: float = UpsampleConfig.guided_radius, eps: float = UpsampleConfig.guided_eps) -> None:
         if radius <= 0 or eps <= 0:
             raise ConfigError(f"guided filter radius {radius} and eps {eps} must be positive")
         self.radius = radius

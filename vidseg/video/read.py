@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from vidseg.errors import ConfigError, MissingDependencyError, VideoReadError
+from vidseg.errors import ConfigError, MissingDependencyError, VideoReadError, first_line
 
 logger = logging.getLogger(__name__)
 
@@ -165,11 +165,11 @@ def _import_optional(name: str) -> ModuleType | None:
 
 
 def _first_line(exc: BaseException) -> str:
+    """``first_line``, without the timestamp and source location that decord puts before its messages."""
     text = str(exc).strip()
-    # decord prefixes its messages with a timestamp and a source location, and sometimes a failed check.
     text = re.sub(r"^\[[\d:]+\] \S+: ", "", text)
     text = text.split("ERROR")[-1].strip() if "ERROR" in text else text
-    return text.splitlines()[0] if text else type(exc).__name__
+    return first_line(RuntimeError(text)) if text else type(exc).__name__
 
 
 def _video_names(num_frames: int) -> list[str]:
