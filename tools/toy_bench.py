@@ -137,6 +137,35 @@ def print_row(row: dict, prefix: str = "") -> None:
     print(f"{prefix}{row['row']:<44} mIoU {row['miou']:.3f}   {classes}   {secs}", flush=True)
 
 
+@torch.no_grad()
+def caption_gap(model_dir: str, count: int, timesteps=(399, 899)) -> dict[str, dict[str, float]]:
+    """Does the denoiser use its caption? v-prediction MSE on held-out clips with their own caption and with
+    another clip's, at a few timesteps (seeded noise). A gap near 0 means the text is ignored by the denoiser."""
+    from vidseg.models.forward import predict_velocity
+    from vidseg.video.sample import fit_frames
+
+    model = load_model(model_dir)
+    cfg = load_config(model_dir_config=model_folder_config(model_dir))
+    clips = [render_clip(seed, num_frames=cfg.video.num_frames, height=128, width=192) for seed in range(count)]
+    latents = [model.encode_video(fit_frames(c.frames, cfg.video.height, cfg.video.width)[0]) for c in clips]
+    prompts = [model.encode_text(f"A video of {c.caption}.", [])[0] for c in clips]
+    alphas = model.scheduler.alphas_cumprod.float()
+    generator = torch.Generator().manual_seed(0)
+    out = {}
+    for t in timesteps:
+        a = alphas[t]
+        own, other = [], []
+        for i, x0 in enumerate(latents):
+            noise = torch.randn(x0.shape, generator=generator)
+            noisy = a.sqrt() * x0 + (1 - a).sqrt() * noise
+            target = a.sqrt() * noise - (1 - a).sqrt() * x0
+            for prompt, bucket in ((prompts[i], own), (prompts[(i + 1) % count], other)):
+                bucket.append(float((predict_velocity(model.transformer, noisy, t, prompt) - target).square().mean()))
+        out[str(t)] = {"own": float(np.mean(own)), "other": float(np.mean(other)),
+                       "gap": float(np.mean(other) / np.mean(own) - 1)}
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="toy", help="model to score (default: the shipped toy model)")
@@ -158,6 +187,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.model}: {args.clips} held-out toy clips, 24 frames at 192 x 128 "
               f"({sum(len(c) for _, c, _ in clips)} objects)", flush=True)
         report["rows"] = run_model(args.model, clips, rows, post_rows, args.workers, print_row)
+        report["caption_gap"] = caption_gap(args.model, args.clips)
+        for t, gap in report["caption_gap"].items():
+            print(f"caption gap at t={t}: v-MSE {gap['own']:.4f} with the clip's caption, {gap['other']:.4f} with "
+                  f"another clip's ({100 * gap['gap']:+.1f} %)", flush=True)
         if not args.no_controls:
             # Controls: the random tiny model (its own preset), and the toy architecture before training.
             tiny = make_tiny_model(tmp / "tiny")

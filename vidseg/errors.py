@@ -38,6 +38,12 @@ class OutputError(VidsegError):
     exit_code = 2
 
 
+class WriteError(VidsegError):
+    """Writing results failed while running (disk full, quota, I/O error); nothing half-written is left."""
+
+    exit_code = 1
+
+
 class DatasetError(VidsegError):
     """A dataset root, split file or prediction folder does not have the expected layout."""
 

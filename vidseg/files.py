@@ -4,10 +4,13 @@ renamed on success."""
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
+import re
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from vidseg.errors import OutputError
+from vidseg.errors import OutputError, WriteError, first_line
 
 
 def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
@@ -58,17 +61,22 @@ def json_safe(value: Any) -> Any:
 
 @contextmanager
 def atomic_dir(target: Path) -> Iterator[Path]:
-    """Yield a temporary folder beside ``target`` that replaces ``target`` only if the block succeeds."""
+    """Yield a temporary folder beside ``target`` that replaces ``target`` only if the block succeeds.
+
+    The temporary name records this host and process (``.<name>.tmp@<host>@<pid>@<random>``), so a later run into
+    the same folder removes what a killed run left (``remove_stale_temporaries``) and leaves a live one's alone.
+    """
     target = Path(target)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+        remove_stale_temporaries(target.parent)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp{_owner_tag()}", dir=target.parent))
     except OSError as exc:
         raise OutputError(f"cannot write to {target.parent}: {exc.strerror}; choose a writable --out") from None
     try:
         yield tmp
         if target.exists():
-            old = target.with_name(f".{target.name}.old-{os.getpid()}")
+            old = target.with_name(f".{target.name}.old{_owner_tag()}")
             target.rename(old)
             tmp.rename(target)
             shutil.rmtree(old, ignore_errors=True)
@@ -77,6 +85,57 @@ def atomic_dir(target: Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+_STALE = re.compile(r"^\..+\.(tmp|old)@(?P<host>[^@]+)@(?P<pid>\d+)@")
+
+
+def _owner_tag() -> str:
+    return f"@{socket.gethostname()}@{os.getpid()}@"
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs on this host (one of another user counts; a zombie, dead but not yet reaped by
+    its parent, does not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True  # no /proc (macOS): kill(pid, 0) is all there is
+    return state not in ("Z", "X")
+
+
+def remove_stale_temporaries(folder: Path) -> list[Path]:
+    """Remove the temporary folders in ``folder`` whose run is dead: made on this host by a process that no longer
+    exists. Those of live runs, and of other hosts sharing the folder, are left alone. Returns what was removed."""
+    removed = []
+    host = socket.gethostname()
+    try:
+        entries = list(Path(folder).iterdir())
+    except OSError:
+        return removed
+    for path in entries:
+        match = _STALE.match(path.name)
+        if match and match["host"] == host and not process_alive(int(match["pid"])):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
+def write_error(exc: OSError, folder: Path) -> "WriteError":
+    """One line for a failed write into ``folder``: what happened and what to do."""
+    if exc.errno == errno.ENOSPC:
+        return WriteError(f"no space left on the device holding {folder}; free some space there (nothing "
+                          f"half-written was left) or pass another --out")
+    if exc.errno == errno.EDQUOT:
+        return WriteError(f"disk quota exceeded writing {folder}; free some of your quota or pass another --out")
+    return WriteError(f"cannot write {folder}: {exc.strerror or first_line(exc)}; check the folder (nothing "
+                      f"half-written was left) or pass another --out")
 
 
 def check_writable(out: Path) -> None:

@@ -23,7 +23,7 @@ import torch
 
 from vidseg.config import VidsegConfig
 from vidseg.errors import ConfigError, VidsegError
-from vidseg.files import atomic_dir
+from vidseg.files import atomic_dir, write_error
 from vidseg.progress import CancellableProgress, NoProgress, Progress
 from vidseg.result import SaliencyResult
 from vidseg.version import __version__
@@ -333,8 +333,6 @@ def export_labels(
     to those frames (e.g. the GT-annotated ones); ``size`` (height, width) resizes masks (e.g. to the GT's size).
     The ``vspw`` format has no background: every pixel gets one of the classes, as evaluation requires.
     """
-    from vidseg.export import SALIENCY_FILE, make_writers
-
     progress = progress or NoProgress()
     out_dir = Path(out_dir)
     fmt = config.export.format
@@ -350,6 +348,19 @@ def export_labels(
         indices = np.array([lookup[n] for n in frame_names], dtype=np.int64)
 
     background = None if fmt == "vspw" else config.probs.background
+    try:
+        _write_outputs(result, out_dir, config, indices, names, background, fmt, size, flat, model_name, progress)
+    except OSError as exc:  # the disk filled up, or a write failed: atomic_dir has removed the temporary folder
+        raise write_error(exc, out_dir.parent) from None
+    return out_dir
+
+
+def _write_outputs(result: SaliencyResult, out_dir: Path, config: VidsegConfig, indices: np.ndarray,
+                   names: list[str], background: float | None, fmt: str, size: tuple[int, int] | None, flat: bool,
+                   model_name: str, progress: Progress) -> None:
+    from vidseg.export import SALIENCY_FILE, make_writers
+
+    info = result.info
     with atomic_dir(out_dir) as tmp:
         writers = make_writers(
             fmt, tmp, result.classes, overlay=config.export.overlay and not flat, fps=info.fps, flat=flat,
@@ -365,7 +376,6 @@ def export_labels(
         result.save(tmp / SALIENCY_FILE)
         _write_labels_json(tmp / "labels.json", result, config, model_name)
         progress.finish()
-    return out_dir
 
 
 def _write_labels_json(path: Path, result: SaliencyResult, config: VidsegConfig, model_name: str) -> None:

@@ -1,12 +1,17 @@
 """The typer app every subcommand registers on, and the error handling they share.
 
-Library errors (``VidsegError``) become one ``error: ...`` line on stderr and the error's exit code; Ctrl-C exits
-with 130. ``--debug`` shows the traceback instead.
+Library errors (``VidsegError``) become one ``error: ...`` line on stderr and the error's exit code; Ctrl-C, SIGTERM
+and SIGHUP stop the run cleanly and exit with 128 + the signal number (130, 143, 129). ``--debug`` shows the
+traceback instead.
 """
 
 from __future__ import annotations
 
 import functools
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, Callable, Optional
 
 import typer
@@ -25,22 +30,73 @@ app = typer.Typer(
 )
 
 
+class Stopped(KeyboardInterrupt):
+    """SIGTERM or SIGHUP arrived: unwinds like Ctrl-C (temporary folders removed, background work cancelled)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
+_received: list[int] = []  # stop signals seen in this process, for commands that report a stop themselves
+
+
+def _raise_stopped(signum: int, frame: Any) -> None:
+    _received.append(signum)
+    raise Stopped(signum)
+
+
+def interrupt_exit_code(exc: BaseException | None = None) -> int:
+    """128 + the signal number: 143 for SIGTERM, 129 for SIGHUP, 130 for Ctrl-C (SIGINT)."""
+    if isinstance(exc, Stopped):
+        return 128 + exc.signum
+    return 128 + (_received[-1] if _received and exc is None else signal.SIGINT)
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[None]:
+    """While the block runs, SIGTERM and SIGHUP (schedulers stopping a job) behave like Ctrl-C."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {s: signal.signal(s, _raise_stopped) for s in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
 def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn library errors into one line and an exit code; keep tracebacks for bugs."""
+    """Turn library errors into one line and an exit code; keep tracebacks for bugs. Ctrl-C, SIGTERM and SIGHUP
+    stop the command cleanly: worker processes end, temporary folders go, exit code 128 + the signal."""
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         debug = kwargs.get("debug", False)
+        _received.clear()
         try:
-            return command(*args, **kwargs)
+            with stop_on_signals():
+                return command(*args, **kwargs)
         except VidsegError as exc:
             if debug:
                 raise
             console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
-        except KeyboardInterrupt:
-            console.print("[bold red]interrupted[/]: nothing half-written was left behind")
-            raise typer.Exit(130) from None
+        except KeyboardInterrupt as exc:
+            from vidseg.refine.labels import stop_workers
+
+            stop_workers()
+            how = f"stopped by {exc}" if isinstance(exc, Stopped) else "interrupted"
+            console.print(f"[bold red]{how}[/]: nothing half-written was left behind")
+            raise typer.Exit(interrupt_exit_code(exc)) from None
+        finally:
+            from vidseg.refine.labels import stop_workers
+
+            stop_workers()  # a run leaves no worker process behind, whatever ends it
 
     return wrapper
 

@@ -9,7 +9,7 @@ import typer
 
 from vidseg.cli import options as opt
 from vidseg.registry import EXPORT_FORMATS
-from vidseg.cli._app import app, handle_errors, split_class_names
+from vidseg.cli._app import app, handle_errors, interrupt_exit_code, split_class_names
 from vidseg.cli.progress import RichProgress, console
 
 
@@ -82,7 +82,7 @@ def label(
     for line in summary.lines():
         console.print(line, highlight=False)
     if summary.interrupted:
-        raise typer.Exit(130)
+        raise typer.Exit(interrupt_exit_code())
     if summary.with_status("failed"):
         raise typer.Exit(1)
 

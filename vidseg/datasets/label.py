@@ -207,8 +207,9 @@ def _label_one(
         _write_marker(tmp, video, fingerprint)
         _replace_dir(tmp, out_dir / video.name, holder)
         return VideoOutcome(video.name, "done", seconds=round(time.perf_counter() - start, 3))
-    except KeyboardInterrupt:
-        return VideoOutcome(video.name, "interrupted", "stopped by Ctrl-C; its partial output was removed",
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM / SIGHUP turned into one by the CLI
+        how = f"stopped by {exc}" if str(exc) else "stopped by Ctrl-C"
+        return VideoOutcome(video.name, "interrupted", f"{how}; its partial output was removed",
                             round(time.perf_counter() - start, 3))
     except Exception as exc:  # one bad video must never abort the run
         reason = _one_line(exc)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import sys
+import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
@@ -245,14 +246,36 @@ def _worker_pool(num_workers: int) -> Executor:
         context.set_forkserver_preload([__name__])
     else:
         context = multiprocessing.get_context("spawn")
-    pool = ProcessPoolExecutor(num_workers, mp_context=context, initializer=_init_worker)
+    pool = ProcessPoolExecutor(num_workers, mp_context=context, initializer=_init_worker, initargs=(os.getpid(),))
     _pool = (num_workers, pool)
     return pool
 
 
-def _init_worker() -> None:
-    """One thread per worker process: the processes already use every core."""
+def stop_workers() -> None:
+    """End the refine worker processes now, mid-task (the run is being stopped: their results are not wanted)."""
+    _discard_pool()
+    for process in multiprocessing.active_children():  # the pool's workers are this process's only children
+        process.terminate()
+    for process in multiprocessing.active_children():
+        process.join(timeout=5)
+
+
+def _init_worker(parent_pid: int) -> None:
+    """One thread per worker process (the processes already use every core), and a watchdog that ends the worker
+    when the process that started the pool is gone, however it ended (even by SIGKILL), so no worker outlives its
+    run burning CPU."""
+    import threading
+
     import cv2
 
     cv2.setNumThreads(1)
+    threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True, name="vidseg-watchdog").start()
+
+
+def _watch_parent(parent_pid: int, interval_s: float = 0.5) -> None:
+    from vidseg.files import process_alive
+
+    while process_alive(parent_pid):
+        time.sleep(interval_s)
+    os._exit(1)
 
