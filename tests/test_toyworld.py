@@ -86,7 +86,10 @@ def _segment(tmp_path: Path, name: str, frames: np.ndarray, labels: np.ndarray, 
         from vidseg.toyworld import ToyClip
 
         source, _ = write_toy_clip(tmp_path / f"{name}.mp4", ToyClip(frames, labels, clip.objects, clip.caption))
-    config = load_config("toy", overrides=[f"video.resize={resize}", "export.workers=1", "export.overlay=false"])
+    # The toy preset's geometry and CRF; the library's default calibration, which fits these area-share maps (the
+    # toy preset's raw z-score logits fit the trained toy model's maps instead).
+    config = load_config("toy", overrides=[f"video.resize={resize}", "export.workers=1", "export.overlay=false",
+                                           "probs.calibration=class", "probs.background=2.0"])
     config.validate()
     oracle = OracleBackbone({o.shape: COLOURS[o.colour] for o in clip.objects}, plant=plant)
     segmenter = VideoSegmenter(oracle, config)

@@ -47,7 +47,6 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-DEFAULT_VIDEO = REPO.parent / "shared" / "data" / "videos" / "01_dog.mp4"
 DEFAULT_CLASSES = ("dog", "person", "grass")
 # Real geometries on a CPU: a few blocks and small pixel stages, so a run takes minutes, not days.
 CPU_DEFAULTS = {"layers": 2, "t5_layers": 2, "frames": 9, "size": (128, 192), "steps": 1, "repeats": 2}
@@ -248,16 +247,14 @@ def bench_config(args: argparse.Namespace, model: Any, settings_from: str) -> An
 
 
 def bench_video(args: argparse.Namespace, config: Any, workdir: Path) -> Path:
-    """``--video``, else the shared dog clip, else a generated clip of two windows."""
+    """``--video``, else a generated toy clip of two windows at the model's size and sampling rate."""
     if args.video:
         return Path(args.video)
-    if DEFAULT_VIDEO.exists():
-        return DEFAULT_VIDEO
     from vidseg.toyworld import render_clip, write_toy_clip
 
-    clip = render_clip(0, num_frames=2 * config.video.num_frames, height=config.video.height,
-                       width=config.video.width)
-    return write_toy_clip(workdir / "clip.mp4", clip)[0]
+    clip = render_clip(0, num_frames=2 * config.video.num_frames - config.video.window_overlap,
+                       height=config.video.height, width=config.video.width)
+    return write_toy_clip(workdir / "clip.mp4", clip, fps=config.video.sample_fps or 8.0)[0]
 
 
 # -- the runs ---------------------------------------------------------------------------------------------------
@@ -399,7 +396,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, help="timed stock/read-out pairs after the warm-up (default 3; "
                                                     "CPU real geometries 2)")
     parser.add_argument("--classes", nargs="+", default=list(DEFAULT_CLASSES))
-    parser.add_argument("--video", help=f"video to segment (default {DEFAULT_VIDEO} if present, else generated)")
+    parser.add_argument("--video", help="video to segment (default: a generated toy clip of two windows)")
     parser.add_argument("--device", help="cuda | cpu (default cuda when present)")
     parser.add_argument("--dtype", choices=("bfloat16", "float16", "float32"),
                         help="default bfloat16 on a GPU, float32 on a CPU")

@@ -153,6 +153,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--caption-dropout", type=float, default=0.1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu", help="cpu (the reproducible reference) or cuda (minutes "
+                                                        "instead of hours; not bit-identical to the CPU run)")
     parser.add_argument("--log", type=Path, default=None, help="JSON lines of the training curve")
     parser.add_argument("--save-every", type=int, default=250, help="save the model every N steps (and at the end)")
     parser.add_argument("--pool-cache", type=Path, default=None, help="folder to keep the encoded pool in")
@@ -210,8 +212,9 @@ def main(argv: list[str] | None = None) -> int:
             captions[i] = (encode(pool["captions"][i], [])[0][0], encode(default_prompt(names), [])[0][0])
 
     by_count = {n: [i for i, objs in enumerate(pool["objects"]) if len(objs) == n] for n in (1, 2, 3)}
+    device = torch.device(args.device)
     alphas = scheduler.alphas_cumprod.float()
-    transformer.train()
+    transformer.to(device).train()
     optimizer = torch.optim.AdamW(transformer.parameters(), lr=args.lr, weight_decay=0.01)
     # Warm-up, then constant: the model after N steps does not depend on --steps, so a checkpoint saved at step N
     # is what `--steps N` reproduces.
@@ -226,27 +229,29 @@ def main(argv: list[str] | None = None) -> int:
         t = torch.from_numpy(t).long()
         a = alphas[t].view(-1, 1, 1, 1, 1)
         noise = torch.from_numpy(rng.standard_normal(x0.shape).astype(np.float32))
-        noisy = a.sqrt() * x0 + (1 - a).sqrt() * noise
-        target_v = a.sqrt() * noise - (1 - a).sqrt() * x0
+        noisy = (a.sqrt() * x0 + (1 - a).sqrt() * noise).to(device)
+        target_v = (a.sqrt() * noise - (1 - a).sqrt() * x0).to(device)
         # Captions: the colour caption, the default prompt vidseg builds from class names, or none (dropout).
         prompt = []
         for i in batch:
             u = rng.random()
             prompt.append(empty if u < args.caption_dropout else captions[int(i)][int(u < 0.5 + args.caption_dropout / 2)])
-        prompt = torch.stack(prompt)
+        prompt = torch.stack(prompt).to(device)
         # Concept slots: the clip's shapes in a random order, then the padding slot (background).
         order = [rng.permutation(pool["objects"][int(i)]) for i in batch]
-        concepts = torch.stack([concept_table[torch.as_tensor(o)] for o in order])  # [B, C, D]
+        concepts = torch.stack([concept_table[torch.as_tensor(o)] for o in order]).to(device)  # [B, C, D]
         cov = pool["coverage"][batch]  # [B, F, P, 1 + shapes]
         targets = torch.stack([torch.cat([cov[b, :, :, torch.as_tensor(o) + 1], cov[b, :, :, :1]], dim=-1)
                                for b, o in enumerate(order)]).permute(0, 3, 1, 2)  # [B, C + 1, F, P]
         num_null = text_len - count
         slot_weights = torch.ones(count + 1)
         slot_weights[-1] = num_null
-        reader = GroundingReader(targets, slot_weights, (t <= AUX_MAX_T).float(), grid)
+        reader = GroundingReader(targets.to(device), slot_weights.to(device), (t <= AUX_MAX_T).float().to(device),
+                                 grid)
         with concept_stream_attention(transformer, concepts, grid, layers=layers, top_k=1, reader=reader):
             # Per-clip timesteps, so the transformer is called directly (the 2B-like toy model has no RoPE).
-            v = transformer(hidden_states=noisy, encoder_hidden_states=prompt, timestep=t, return_dict=False)[0]
+            v = transformer(hidden_states=noisy, encoder_hidden_states=prompt, timestep=t.to(device),
+                            return_dict=False)[0]
         v_loss = F.mse_loss(v, target_v)
         aux = reader.loss()
         loss = v_loss + args.aux_weight * aux
