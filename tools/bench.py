@@ -14,7 +14,7 @@ sampled every 50 ms), and on a GPU ``torch.cuda.max_memory_allocated``.
 
 Models:
   tiny (default)        ``make_tiny_model`` (``--family wan``: the tiny Wan) written to a temporary folder, loaded
-                        with ``load_model``; or ``--model PATH`` / ``--model toy`` for any model folder.
+                        with ``load_model``; or ``--model PATH`` for any model folder.
   cogvideox-2b, cogvideox-5b, wan2.1-1.3b, wan2.1-14b
                         random weights at the real shapes (``vidseg.models.geometry.stand_in_model``), built in
                         memory: speed and memory do not depend on weight values. ``--layers`` / ``--t5-layers``
@@ -385,7 +385,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     parser.add_argument("--geometry", choices=("tiny", *GEOMETRIES), default="tiny")
-    parser.add_argument("--model", help="tiny geometry: a model folder (or toy) instead of a new tiny model")
+    parser.add_argument("--model", help="tiny geometry: a model folder instead of a new tiny model")
     parser.add_argument("--family", choices=("cogvideox", "wan"), default="cogvideox", help="the tiny model's")
     parser.add_argument("--layers", type=int, help="transformer blocks kept (real geometries; CPU default 2)")
     parser.add_argument("--t5-layers", type=int, help="text-encoder layers of 24 (real geometries; CPU default 2)")

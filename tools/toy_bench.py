@@ -3,11 +3,11 @@ library pipeline (``VideoSegmenter.compute_saliency`` then ``iter_labels``, what
 toy clips, for map kind, inversion, read-out timestep, map layers, motion heads, calibration, background logit,
 upsampler and CRF, plus two random-weight controls.
 
-    python tools/toy_bench.py                      # the shipped toy model, 8 held-out clips; a table
-    python tools/toy_bench.py --clips 4 --json toy_bench.json
-    python tools/toy_bench.py --model /tmp/toy-step1000 --only defaults
+    python tools/toy_bench.py --model toy-model/                 # 8 held-out clips; a table
+    python tools/toy_bench.py --model toy-model/ --clips 4 --json toy_bench.json
+    python tools/toy_bench.py --model toy-model-step1000/ --only defaults
 
-Clips are the toy world's seeds 0..N-1 (the toy model trained on seeds from 1,000,000 on), 24 frames at 192 x 128,
+Clips are the toy world's seeds 0..N-1 (tools/train_toy_model.py trains on seeds from 1,000,000 on), 24 frames at 192 x 128,
 written as H.264 like ``vidseg make-toy-clip``, segmented with the classes present. A clip's score is the mean IoU
 over its shapes; a row's score is the mean over clips. Each row changes one setting from the model's preset.
 These are toy numbers: they say what vidseg's plumbing and read-out do on a small model trained to ground its
@@ -168,7 +168,7 @@ def caption_gap(model_dir: str, count: int, timesteps=(399, 899)) -> dict[str, d
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default="toy", help="model to score (default: the shipped toy model)")
+    parser.add_argument("--model", required=True, help="model folder to score (from tools/train_toy_model.py)")
     parser.add_argument("--clips", type=int, default=8, help="held-out clips (seeds 0..N-1)")
     parser.add_argument("--only", choices=["defaults", "all"], default="all",
                         help="defaults: the preset row and the map-kind row, plus the controls")

@@ -1,9 +1,9 @@
-"""Train the toy model that vidseg ships as ``--model toy``: a small CogVideoX that segments the toy world.
+"""Train a toy-world model: a small CogVideoX meant to segment the toy world, for ``vidseg predict --model DIR``.
 
 The model is the real diffusers ``CogVideoXTransformer3DModel`` (trained), with a frozen random
 ``AutoencoderKLCogVideoX`` and a frozen random T5 encoder, all built by ``vidseg.models.tiny.build_small_pipeline``
-at ``TOY_SPEC``'s shape, and it is saved in diffusers layout to ``vidseg/models/toy/`` where ``--model toy`` finds
-it. Training data is a pool of toy-world clips (``vidseg.toyworld``, seeds from ``TRAIN_SEED0`` on; evaluation
+at ``TOY_SPEC``'s shape, and it is saved in diffusers layout to ``--out`` (with ``configs/toy.yaml`` as its
+``vidseg.yaml``). Training data is a pool of toy-world clips (``vidseg.toyworld``, seeds from ``TRAIN_SEED0`` on; evaluation
 uses other seeds), encoded once by the frozen VAE through the same functions ``vidseg predict`` uses.
 
 Loss = v-prediction MSE (the diffusion objective, CogVideoX-2B's DDIM schedule) + an **auxiliary grounding loss**
@@ -22,7 +22,10 @@ Reproducible: everything is seeded and single-process; ``--threads`` fixes torch
 bit for bit only at the same thread count and torch build). On the 2-core CPU: see ``--help`` defaults and the
 README for the time it took.
 
-    python tools/train_toy_model.py --out vidseg/models/toy
+    python tools/train_toy_model.py --out toy-model/ --pool-cache ~/.cache/vidseg
+    vidseg predict toy.mp4 --classes circle square --model toy-model/
+
+Status (vidseg 0.2): on the 2-core CPU this does not yet give a model that segments (see the README).
 """
 
 from __future__ import annotations
@@ -144,7 +147,7 @@ def build_pool(pipeline, count: int, grid, log) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--out", type=Path, default=ROOT / "vidseg" / "models" / "toy")
+    parser.add_argument("--out", type=Path, default=Path("toy-model"))
     parser.add_argument("--steps", type=int, default=2500)
     parser.add_argument("--pool", type=int, default=1500, help="training clips")
     parser.add_argument("--batch", type=int, default=8)

@@ -47,7 +47,7 @@ class VideoConfig:
 class ModelConfig:
     """Which weights to load and where to run them."""
 
-    source: str = "THUDM/CogVideoX-2b"  # hub id, local diffusers folder, or a packaged model's name (toy)
+    source: str = "THUDM/CogVideoX-2b"  # hub id or local diffusers folder
     device: str | None = None  # None: cuda when present, else cpu
     dtype: str | None = None  # None: bfloat16 on GPU, float32 on CPU
     offload: bool = False  # keep weights on the CPU and move each block to the GPU as it runs
@@ -277,15 +277,6 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
     return data
 
 
-# Models shipped inside the package, by the name --model takes (vidseg/models/<name>/, diffusers layout).
-PACKAGED_MODELS = ("toy",)
-
-
-def packaged_model_folder(name: str) -> Path | None:
-    """The folder of a model shipped inside vidseg (``--model toy``), or None when ``name`` is not one."""
-    return Path(__file__).parent / "models" / name if name in PACKAGED_MODELS else None
-
-
 # Presets of the published checkpoints, by hub id.
 HUB_PRESETS = {
     "THUDM/CogVideoX-2b": "cogvideox-2b",
@@ -302,7 +293,7 @@ def preset_for_model(model: str | Path | None) -> str:
         return "cogvideox-2b"
     if str(model) in HUB_PRESETS:
         return HUB_PRESETS[str(model)]
-    config = (packaged_model_folder(str(model)) or Path(model)) / "transformer" / "config.json"
+    config = Path(model) / "transformer" / "config.json"
     try:
         transformer = json.loads(config.read_text())
     except (OSError, ValueError):
@@ -314,11 +305,10 @@ def preset_for_model(model: str | Path | None) -> str:
 
 
 def model_folder_config(model: str | Path | None) -> Path | None:
-    """The ``vidseg.yaml`` a model brings (packaged models and local folders), or None."""
+    """The ``vidseg.yaml`` a local model folder brings (the tiny models' geometry, say), or None."""
     if model is None:
         return None
-    folder = packaged_model_folder(str(model)) or Path(model)
-    path = folder / "vidseg.yaml"
+    path = Path(model) / "vidseg.yaml"
     return path if path.is_file() else None
 
 

@@ -64,7 +64,7 @@ class VideoSegmenter:
 
     @classmethod
     def from_pretrained(cls, model: str | None = None, *, config: VidsegConfig | None = None) -> "VideoSegmenter":
-        """Load weights (hub id, local diffusers folder or packaged name; default ``config.model.source``).
+        """Load weights (hub id or local diffusers folder; default ``config.model.source``).
 
         A local folder's ``vidseg.yaml`` is not applied here: use ``vidseg.config.load_config`` with
         ``model_dir_config`` (the CLI does) or pass a matching ``config``.

@@ -41,7 +41,7 @@ def make_tiny_model_command(
 @handle_errors
 def make_toy_clip_command(
     path: Path = typer.Argument(..., help="Video file to write (mp4).", show_default=False),
-    seed: int = typer.Option(0, "--seed", help="Which clip of the toy world (the toy model was trained on seeds "
+    seed: int = typer.Option(0, "--seed", help="Which clip of the toy world (tools/train_toy_model.py trains on seeds "
                                                "from 1,000,000 on, so smaller seeds are held out)."),
     frames: int = typer.Option(24, "--frames", help="Number of frames (8 per second)."),
     size: str = typer.Option("192x128", "--size", help="Frame size WIDTHxHEIGHT in pixels."),
@@ -51,7 +51,7 @@ def make_toy_clip_command(
     """Write a toy-world clip (moving circles, squares, triangles, stars) and its true label maps.
 
     PATH gets the video; PATH's stem + _masks/ gets one single-channel PNG per frame (0 background, 1 circle,
-    2 square, 3 triangle, 4 star). Segment it with: vidseg predict PATH --classes <shapes> --model toy
+    2 square, 3 triangle, 4 star). Segment it with: vidseg predict PATH --classes <shapes> --model MODEL
     """
     from vidseg.errors import ConfigError
     from vidseg.toyworld import render_clip, write_toy_clip
@@ -70,5 +70,5 @@ def make_toy_clip_command(
     video, masks = write_toy_clip(path, clip)
     console.print(f"[green]wrote[/] {video} ({frames} frames, {width}x{height}: {clip.caption}) and {masks}/",
                   highlight=False)
-    console.print(f"segment it with: vidseg predict {video} --classes {' '.join(clip.classes)} --model toy",
+    console.print(f"segment it with: vidseg predict {video} --classes {' '.join(clip.classes)} --model MODEL",
                   highlight=False)

@@ -1,4 +1,4 @@
-"""Backbones (CogVideoX, Wan2.1) loaded from a hub id, local folder or packaged name; the tiny offline models; the
+"""Backbones (CogVideoX, Wan2.1) loaded from a hub id or local folder; the tiny offline models; the
 shared transformer forward."""
 
 from vidseg.models.cogvideox import CogVideoXModel

@@ -1,4 +1,4 @@
-"""Load a video diffusion transformer (hub id, local diffusers folder, or a packaged name) part by part, with the
+"""Load a video diffusion transformer (hub id or local diffusers folder) part by part, with the
 text encoder loaded only while needed; the ``Backbone`` base and the registry of backbone families.
 
 Memory plan: ``load_model`` reads configs and the scheduler only and checks that the weights are there. The text
@@ -25,7 +25,6 @@ from typing import Any
 
 import torch
 
-from vidseg.config import packaged_model_folder
 from vidseg.errors import ConfigError, ModelLoadError, first_line
 from vidseg.registry import BACKBONES
 
@@ -57,7 +56,7 @@ class Backbone:
     contradict the model from its config files alone; and ``map_kinds``. Subclasses set the class names below.
 
     Attributes:
-        source: what was asked for (hub id, path or packaged name).
+        source: what was asked for (hub id or path).
         folder: the local diffusers folder the weights come from.
         device: where the model runs (the execution device with ``offload``).
         dtype: transformer and VAE dtype; ``encode_text`` returns embeddings in it.
@@ -214,7 +213,7 @@ def load_model(
     offload: bool = False,
     vae_tiling: bool = True,
 ) -> Backbone:
-    """Open a checkpoint (CogVideoX or Wan2.1) from a local diffusers folder, a hub id or a packaged name.
+    """Open a checkpoint (CogVideoX or Wan2.1) from a local diffusers folder or a hub id.
 
     A hub id is looked up in the local cache first; the network is tried only when the hub answers within
     ``HUB_TIMEOUT_S`` seconds, so an offline machine fails at once. Weights load lazily (see the module docstring).
@@ -352,13 +351,8 @@ def _missing_parts(folder: Path) -> list[str]:
 
 
 def _resolve_folder(model: str) -> Path:
-    """The local folder holding ``model``: a packaged model, the path itself, a cached hub snapshot, or a fresh
-    download."""
-    packaged = packaged_model_folder(model)
-    if packaged is not None and not (packaged / "model_index.json").is_file():
-        raise ModelLoadError(f"the {model} model shipped with vidseg is missing from this installation ({packaged}); "
-                             f"reinstall vidseg, or rebuild it with tools/train_toy_model.py")
-    path = packaged or Path(model).expanduser()
+    """The local folder holding ``model``: the path itself, a cached hub snapshot, or a fresh download."""
+    path = Path(model).expanduser()
     if path.exists():
         if not path.is_dir():
             raise ModelLoadError(f"model {model} is a file, not a diffusers folder; {_HINT}")
