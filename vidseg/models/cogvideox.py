@@ -77,23 +77,11 @@ class CogVideoXModel(Backbone):
 
         return encode_frames(self.vae, pixels.to(self.device, self.dtype))
 
-    @torch.no_grad()
-    def noise_to_readout(
-        self, latents: torch.Tensor, prompt_embeds: torch.Tensor, inversion: Any, *, on_step: Any = None
-    ) -> tuple[torch.Tensor, int]:
-        """Bring clean latents to the read-out timestep: DDIM inversion or the official single noising.
-
-        ``inversion`` is a ``vidseg.config.InversionConfig``; ``on_step(i, n)`` is called after each inversion step.
-        Returns the noisy latents and the integer read-out timestep.
-        """
+    def inversion_functions(self) -> tuple[Any, Any]:
+        """DDIM inversion (v-prediction) and the official renoise."""
         from vidseg.inversion import invert_video, renoise_video
 
-        if inversion.method == "ddim":
-            return invert_video(self.transformer, self.scheduler, latents, prompt_embeds.to(self.device, self.dtype),
-                                num_steps=inversion.num_steps, readout_index=inversion.readout_index,
-                                on_step=on_step)
-        return renoise_video(self.scheduler, latents, num_steps=inversion.num_steps,
-                             readout_index=inversion.readout_index, seed=inversion.seed)
+        return invert_video, renoise_video
 
     @torch.no_grad()
     def read_maps(

@@ -113,6 +113,25 @@ class Backbone:
     def check_scheduler(cls, scheduler: Any, model: str) -> None:
         """Raise ``ModelLoadError`` when ``scheduler`` is not one this backbone can invert with."""
 
+    def inversion_functions(self) -> tuple[Callable[..., Any], Callable[..., Any]]:
+        """This family's ``(invert, renoise)``, with the signatures of ``vidseg.inversion.invert_video`` and
+        ``renoise_video``."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def noise_to_readout(
+        self, latents: torch.Tensor, prompt_embeds: torch.Tensor, inversion: Any, *, on_step: Any = None
+    ) -> tuple[torch.Tensor, float]:
+        """Bring clean latents to the read-out point: deterministic inversion (``method: ddim``) or the official
+        single noising (``renoise``). ``inversion`` is a ``vidseg.config.InversionConfig``; ``on_step(i, n)`` is
+        called after each inversion step. Returns the noisy latents and the transformer's read-out timestep."""
+        invert, renoise = self.inversion_functions()
+        if inversion.method == "ddim":
+            return invert(self.transformer, self.scheduler, latents, prompt_embeds.to(self.device, self.dtype),
+                          num_steps=inversion.num_steps, readout_index=inversion.readout_index, on_step=on_step)
+        return renoise(self.scheduler, latents, num_steps=inversion.num_steps,
+                       readout_index=inversion.readout_index, seed=inversion.seed)
+
     @property
     def transformer(self) -> Any:
         """The transformer in ``dtype`` on ``device`` (weights on the CPU with ``offload``)."""

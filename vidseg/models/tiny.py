@@ -118,6 +118,13 @@ TOY_SPEC = SmallModelSpec(preset="toy", num_frames=9, height=128, width=192, hea
                           extra_words=tuple(_TOY_WORDS))
 
 
+def _text_encoder_config(spec: SmallModelSpec, tokenizer: Any) -> dict[str, Any]:
+    """A 2-layer T5-style encoder of ``spec.text_dim`` width (T5 for CogVideoX, umT5 for Wan take the same keys)."""
+    return dict(vocab_size=max(len(tokenizer), 64), d_model=spec.text_dim, d_kv=8, d_ff=2 * spec.text_dim,
+                num_layers=2, num_heads=4, relative_attention_num_buckets=8, dropout_rate=0.0,
+                feed_forward_proj="gated-gelu", pad_token_id=0, eos_token_id=1, decoder_start_token_id=0)
+
+
 def build_small_pipeline(spec: SmallModelSpec, *, rope: bool = False, seed: int = 0) -> Any:
     """A random-weight ``CogVideoXPipeline`` of ``spec``'s shape (the real diffusers / transformers classes).
 
@@ -140,11 +147,7 @@ def build_small_pipeline(spec: SmallModelSpec, *, rope: bool = False, seed: int 
     blocks = len(spec.vae_widths)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        text_encoder = T5EncoderModel(T5Config(
-            vocab_size=max(len(tokenizer), 64), d_model=spec.text_dim, d_kv=8, d_ff=2 * spec.text_dim, num_layers=2,
-            num_heads=4, relative_attention_num_buckets=8, dropout_rate=0.0, feed_forward_proj="gated-gelu",
-            pad_token_id=0, eos_token_id=1, decoder_start_token_id=0,
-        ))
+        text_encoder = T5EncoderModel(T5Config(**_text_encoder_config(spec, tokenizer)))
         transformer = CogVideoXTransformer3DModel(
             num_attention_heads=spec.heads, attention_head_dim=spec.head_dim, in_channels=spec.latent_channels,
             out_channels=spec.latent_channels, time_embed_dim=spec.time_embed_dim, text_embed_dim=spec.text_dim,
@@ -191,11 +194,7 @@ def build_tiny_wan_pipeline(spec: SmallModelSpec, *, seed: int = 0) -> Any:
     tokenizer = _tiny_tokenizer(spec.extra_words)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        text_encoder = UMT5EncoderModel(UMT5Config(
-            vocab_size=max(len(tokenizer), 64), d_model=spec.text_dim, d_kv=8, d_ff=2 * spec.text_dim, num_layers=2,
-            num_heads=4, relative_attention_num_buckets=8, dropout_rate=0.0, feed_forward_proj="gated-gelu",
-            pad_token_id=0, eos_token_id=1, decoder_start_token_id=0,
-        ))
+        text_encoder = UMT5EncoderModel(UMT5Config(**_text_encoder_config(spec, tokenizer)))
         transformer = WanTransformer3DModel(
             patch_size=(1, 2, 2), num_attention_heads=spec.heads, attention_head_dim=spec.head_dim,
             in_channels=spec.latent_channels, out_channels=spec.latent_channels, text_dim=spec.text_dim,

@@ -116,20 +116,12 @@ class WanModel(Backbone):
         std = torch.tensor(self.vae_config["latents_std"], device=latents.device).view(shape)
         return (latents - mean) / std
 
-    @torch.no_grad()
-    def noise_to_readout(
-        self, latents: torch.Tensor, prompt_embeds: torch.Tensor, inversion: Any, *, on_step: Any = None
-    ) -> tuple[torch.Tensor, float]:
-        """Flow-ODE inversion (``method: ddim``, the deterministic inversion) or the official single noising
-        (``renoise``) to ``sigmas[readout_index]``; returns the latents and the transformer's timestep."""
+    def inversion_functions(self) -> tuple[Any, Any]:
+        """Flow-ODE inversion (what ``method: ddim`` means for a flow model) and the official renoise, both to
+        ``sigmas[readout_index]``."""
         from vidseg.inversion import invert_flow, renoise_flow
 
-        if inversion.method == "ddim":
-            return invert_flow(self.transformer, self.scheduler, latents, prompt_embeds.to(self.device, self.dtype),
-                               num_steps=inversion.num_steps, readout_index=inversion.readout_index,
-                               on_step=on_step)
-        return renoise_flow(self.scheduler, latents, num_steps=inversion.num_steps,
-                            readout_index=inversion.readout_index, seed=inversion.seed)
+        return invert_flow, renoise_flow
 
     @torch.no_grad()
     def read_maps(
