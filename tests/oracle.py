@@ -35,6 +35,7 @@ class OracleBackbone:
     """
 
     source = "oracle"
+    inversion_labels = {"ddim": "DDIM inversion", "renoise": "renoise"}
     device = torch.device("cpu")
     dtype = torch.float32
 

@@ -35,28 +35,28 @@ from vidseg.models.tiny import TOY_SPEC, build_small_pipeline, make_tiny_model, 
 from vidseg.pipeline import VideoSegmenter  # noqa: E402
 from vidseg.toyworld import SHAPES, class_ious, render_clip, write_toy_clip  # noqa: E402
 
-# (row name, settings that need the model pass again, settings applied to the same maps afterwards)
+# (row name, settings that need the model pass again)
 MODEL_ROWS = [
-    ("defaults (IMAP, DDIM 20 steps to t=399)", [], []),
-    ("map: GramCol (all heads)", ["maps.kind=gramcol"], []),
-    ("inversion: renoise (official)", ["inversion.method=renoise"], []),
-    ("inversion: DDIM 10 steps (grid 25, t=399)", ["inversion.num_steps=25", "inversion.readout_index=15"], []),
-    ("inversion: DDIM 5 steps (grid 12, t=416)", ["inversion.num_steps=12", "inversion.readout_index=7"], []),
-    ("read-out t=199 (DDIM 10 steps)", ["inversion.readout_index=40"], []),
-    ("read-out t=599 (DDIM 30 steps)", ["inversion.readout_index=20"], []),
-    ("read-out t=799 (DDIM 40 steps)", ["inversion.readout_index=10"], []),
-    ("layers [1]", ["maps.layers=[1]"], []),
-    ("layers [2]", ["maps.layers=[2]"], []),
-    ("layers [3]", ["maps.layers=[3]"], []),
-    ("layers [4]", ["maps.layers=[4]"], []),
-    ("layers [0..5] (all)", ["maps.layers=[0,1,2,3,4,5]"], []),
-    ("motion heads top-1", ["maps.top_k_heads=1"], []),
-    ("motion heads top-4 (= all)", ["maps.top_k_heads=4"], []),
+    ("defaults (IMAP, DDIM 20 steps to t=399)", []),
+    ("map: GramCol (all heads)", ["maps.kind=gramcol"]),
+    ("inversion: renoise (official)", ["inversion.method=renoise"]),
+    ("inversion: DDIM 10 steps (grid 25, t=399)", ["inversion.num_steps=25", "inversion.readout_index=15"]),
+    ("inversion: DDIM 5 steps (grid 12, t=416)", ["inversion.num_steps=12", "inversion.readout_index=7"]),
+    ("read-out t=199 (DDIM 10 steps)", ["inversion.readout_index=40"]),
+    ("read-out t=599 (DDIM 30 steps)", ["inversion.readout_index=20"]),
+    ("read-out t=799 (DDIM 40 steps)", ["inversion.readout_index=10"]),
+    ("layers [1]", ["maps.layers=[1]"]),
+    ("layers [2]", ["maps.layers=[2]"]),
+    ("layers [3]", ["maps.layers=[3]"]),
+    ("layers [4]", ["maps.layers=[4]"]),
+    ("layers [0..5] (all)", ["maps.layers=[0,1,2,3,4,5]"]),
+    ("motion heads top-1", ["maps.top_k_heads=1"]),
+    ("motion heads top-4 (= all)", ["maps.top_k_heads=4"]),
 ]
 POST_ROWS = [
     ("calibration: clip", ["probs.calibration=clip"]),
     ("calibration: otsu", ["probs.calibration=otsu"]),
-    ("calibration: none, background 0", ["probs.calibration=none", "probs.background=0.0"]),
+    ("library defaults: class calibration, background 2", ["probs.calibration=class", "probs.background=2.0"]),
     ("background logit 1.0", ["probs.background=1.0"]),
     ("background logit 3.0", ["probs.background=3.0"]),
     ("upsample: bilinear", ["upsample.method=bilinear"]),
@@ -83,48 +83,36 @@ def score(segmenter: VideoSegmenter, result, truth: np.ndarray) -> dict[str, flo
 
 
 def run_model(model_dir: str, clips, rows, post_rows, workers: int, log) -> list[dict]:
-    """Every row for one model: each model row is a model pass per clip; post rows reuse the defaults' maps."""
+    """Every row for one model: each model row is a model pass per clip; post rows reuse the first row's maps."""
     model = load_model(model_dir)
     base_file = model_folder_config(model_dir)
-    out = []
 
-    def config(overrides: list[str]):
+    def segmenter(overrides: list[str]) -> VideoSegmenter:
         cfg = load_config(model_dir_config=base_file, overrides=overrides + [f"export.workers={workers}"])
         cfg.validate()
-        return cfg
+        return VideoSegmenter(model, cfg)
 
-    defaults_results = []
-    for name, model_overrides, post in rows:
-        segmenter = VideoSegmenter(model, config(model_overrides + post))
-        per_clip, per_class, seconds = [], {s: [] for s in SHAPES}, 0.0
-        for i, (path, classes, truth) in enumerate(clips):
+    out, first_results = [], []
+    for name, overrides in rows:
+        seg, results, seconds = segmenter(overrides), [], 0.0
+        for path, classes, _ in clips:
             start = time.perf_counter()
-            result = segmenter.compute_saliency(path, classes)
+            results.append(seg.compute_saliency(path, classes))
             seconds += time.perf_counter() - start
-            if not model_overrides:
-                defaults_results.append(result)
-            ious = score(segmenter, result, truth)
-            per_clip.append(np.mean([v for v in ious.values() if v is not None]))
-            for cls, v in ious.items():
-                if v is not None:
-                    per_class[cls].append(v)
-        out.append(_row(name, model_overrides + post, per_clip, per_class, seconds / len(clips)))
+        first_results = first_results or results
+        out.append(_row(name, overrides, [score(seg, r, c[2]) for r, c in zip(results, clips)], seconds / len(clips)))
         log(out[-1])
-    for name, post in post_rows:
-        segmenter = VideoSegmenter(model, config(post))
-        per_clip, per_class = [], {s: [] for s in SHAPES}
-        for (path, classes, truth), result in zip(clips, defaults_results):
-            ious = score(segmenter, result, truth)
-            per_clip.append(np.mean([v for v in ious.values() if v is not None]))
-            for cls, v in ious.items():
-                if v is not None:
-                    per_class[cls].append(v)
-        out.append(_row(name, post, per_clip, per_class, None))
+    for name, overrides in post_rows:
+        seg = segmenter(overrides)
+        out.append(_row(name, overrides, [score(seg, r, c[2]) for r, c in zip(first_results, clips)], None))
         log(out[-1])
     return out
 
 
-def _row(name, settings, per_clip, per_class, seconds) -> dict:
+def _row(name: str, settings: list[str], scores: list[dict[str, float | None]], seconds: float | None) -> dict:
+    """A table row from each clip's per-class IoUs (None: the class is not in the clip)."""
+    per_clip = [np.mean([v for v in ious.values() if v is not None]) for ious in scores]
+    per_class = {s: [ious[s] for ious in scores if ious.get(s) is not None] for s in SHAPES}
     return {"row": name, "settings": settings, "miou": float(np.mean(per_clip)),
             "per_clip": [round(float(v), 4) for v in per_clip],
             "per_class": {k: (float(np.mean(v)) if v else None) for k, v in per_class.items()},

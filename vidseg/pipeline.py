@@ -215,7 +215,7 @@ class VideoSegmenter:
             latents = model.encode_video(pixels)
             progress.finish()
         with _timed(seconds, "inversion"):
-            label = getattr(model, "inversion_labels", {}).get(inv.method, inv.method)
+            label = model.inversion_labels[inv.method]
             progress.start(f"{label} {tag}", total=inv.num_steps - inv.readout_index if inv.method == "ddim" else None)
             noisy, timestep = model.noise_to_readout(latents, prompt_embeds, inv,
                                                      on_step=lambda i, n: progress.advance())
@@ -277,41 +277,35 @@ def iter_labels(
     config: VidsegConfig,
     *,
     frame_indices: Sequence[int] | np.ndarray | None = None,
-    background: float | None | str = "config",
-    reader: Any = None,
 ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
     """Label maps of ``result``'s video, frame by frame, in memory: yields ``(frame_index, labels, frame)``.
 
     ``labels`` is uint8 ``[H, W]`` at the video's size (0 = background, i = the i-th class); ``frame`` the RGB
     frame ``[H, W, 3]`` it was refined against. Saliency -> probabilities -> upsampling -> CRF run in chunks of
     ``EXPORT_CHUNK`` frames, so memory stays bounded for long videos. ``frame_indices`` restricts the frames
-    (default: all, in order); ``background`` overrides ``config.probs.background`` (None: no background class,
-    as the VSPW export needs); ``reader`` is an open video reader to use instead of opening the source again.
+    (default: all, in order).
     """
     from vidseg.probs import saliency_to_probs
     from vidseg.refine import to_labels
     from vidseg.video.read import open_video
 
     indices = np.arange(result.info.num_frames) if frame_indices is None else np.asarray(frame_indices, np.int64)
-    if background == "config":
-        background = config.probs.background
     # Calibrate on the whole video's maps, not chunk by chunk, so every frame is scaled alike.
     reference = result.sampled.permute(1, 0, 2, 3)  # [S, C, h, w]
-    if reader is None:
-        video = open_video(result.source, reader=config.video.reader, frame_folder_fps=config.video.frame_folder_fps)
-        with video as opened:
-            yield from iter_labels(result, config, frame_indices=indices, background=background, reader=opened)
-        return
-    for start in range(0, len(indices), EXPORT_CHUNK):
-        chunk = indices[start:start + EXPORT_CHUNK]
-        frames = reader.read(chunk)
-        probs = saliency_to_probs(
-            result.at_frames(chunk), temperature=config.probs.temperature, background=background,
-            calibration=config.probs.calibration, reference=reference,
-        )
-        labels = to_labels(frames, probs, upsampler=config.upsample, crf=config.crf, workers=config.export.workers)
-        for j, idx in enumerate(chunk):
-            yield int(idx), labels[j], frames[j]
+    probs_config = config.probs
+    video = open_video(result.source, reader=config.video.reader, frame_folder_fps=config.video.frame_folder_fps)
+    with video as reader:
+        for start in range(0, len(indices), EXPORT_CHUNK):
+            chunk = indices[start:start + EXPORT_CHUNK]
+            frames = reader.read(chunk)
+            probs = saliency_to_probs(
+                result.at_frames(chunk), temperature=probs_config.temperature, background=probs_config.background,
+                calibration=probs_config.calibration, reference=reference,
+            )
+            labels = to_labels(frames, probs, upsampler=config.upsample, crf=config.crf,
+                               workers=config.export.workers)
+            for j, idx in enumerate(chunk):
+                yield int(idx), labels[j], frames[j]
 
 
 def export_labels(
@@ -333,6 +327,8 @@ def export_labels(
     to those frames (e.g. the GT-annotated ones); ``size`` (height, width) resizes masks (e.g. to the GT's size).
     The ``vspw`` format has no background: every pixel gets one of the classes, as evaluation requires.
     """
+    from vidseg.export import SALIENCY_FILE, make_writers
+
     progress = progress or NoProgress()
     out_dir = Path(out_dir)
     fmt = config.export.format
@@ -347,35 +343,29 @@ def export_labels(
             raise ConfigError(f"frames {missing[:3]} are not in {result.source}; check the dataset layout")
         indices = np.array([lookup[n] for n in frame_names], dtype=np.int64)
 
-    background = None if fmt == "vspw" else config.probs.background
+    labels_config = config
+    if fmt == "vspw":  # no background: every pixel gets one of the classes
+        labels_config = copy.deepcopy(config)
+        labels_config.probs.background = None
     try:
-        _write_outputs(result, out_dir, config, indices, names, background, fmt, size, flat, model_name, progress)
+        with atomic_dir(out_dir) as tmp:
+            writers = make_writers(
+                fmt, tmp, result.classes, overlay=config.export.overlay and not flat, fps=info.fps, flat=flat,
+                id_space=config.export.id_space, size=size,
+            )
+            progress.start("refine + export", total=len(indices))
+            for idx, labels, frame in iter_labels(result, labels_config, frame_indices=indices):
+                for writer in writers:
+                    writer.add(idx, names[idx], labels, frame)
+                progress.advance()
+            for writer in writers:
+                writer.close()
+            result.save(tmp / SALIENCY_FILE)
+            _write_labels_json(tmp / "labels.json", result, config, model_name)
+            progress.finish()
     except OSError as exc:  # the disk filled up, or a write failed: atomic_dir has removed the temporary folder
         raise write_error(exc, out_dir.parent) from None
     return out_dir
-
-
-def _write_outputs(result: SaliencyResult, out_dir: Path, config: VidsegConfig, indices: np.ndarray,
-                   names: list[str], background: float | None, fmt: str, size: tuple[int, int] | None, flat: bool,
-                   model_name: str, progress: Progress) -> None:
-    from vidseg.export import SALIENCY_FILE, make_writers
-
-    info = result.info
-    with atomic_dir(out_dir) as tmp:
-        writers = make_writers(
-            fmt, tmp, result.classes, overlay=config.export.overlay and not flat, fps=info.fps, flat=flat,
-            id_space=config.export.id_space, size=size,
-        )
-        progress.start("refine + export", total=len(indices))
-        for idx, labels, frame in iter_labels(result, config, frame_indices=indices, background=background):
-            for writer in writers:
-                writer.add(idx, names[idx], labels, frame)
-            progress.advance()
-        for writer in writers:
-            writer.close()
-        result.save(tmp / SALIENCY_FILE)
-        _write_labels_json(tmp / "labels.json", result, config, model_name)
-        progress.finish()
 
 
 def _write_labels_json(path: Path, result: SaliencyResult, config: VidsegConfig, model_name: str) -> None:

@@ -87,9 +87,6 @@ def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
             console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt as exc:
-            from vidseg.refine.labels import stop_workers
-
-            stop_workers()
             how = f"stopped by {exc}" if isinstance(exc, Stopped) else "interrupted"
             console.print(f"[bold red]{how}[/]: nothing half-written was left behind")
             raise typer.Exit(interrupt_exit_code(exc)) from None

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from vidseg.errors import ConfigError, ModelLoadError
-from vidseg.models.load import Backbone, check_map_settings, t5_embeddings
+from vidseg.models.load import Backbone, t5_embeddings
 
 
 class CogVideoXModel(Backbone):
@@ -17,6 +17,8 @@ class CogVideoXModel(Backbone):
     ``CogVideoXDPMScheduler`` for 5B), plus T5 text encoding."""
 
     family = "cogvideox"
+    display_name = "CogVideoX"
+    frame_step = 8
     transformer_class = "CogVideoXTransformer3DModel"
     vae_class = "AutoencoderKLCogVideoX"
     text_encoder_class = "T5EncoderModel"
@@ -30,25 +32,21 @@ class CogVideoXModel(Backbone):
                 f"{scheduler.config.get('prediction_type')!r}; vidseg needs a v-prediction DDIM-type scheduler "
                 "(CogVideoXDDIMScheduler / CogVideoXDPMScheduler)")
 
+    @property
+    def spatial_compression(self) -> int:
+        return 2 ** (len(self.vae_config.get("block_out_channels", (0,) * 4)) - 1)
+
     def check_settings(self, config: Any, classes: Sequence[str] | None = None) -> None:
-        """Settings that contradict the checkpoint, from its config files alone (no weights loaded)."""
-        t, v = self.transformer_config, config.video
-        check_map_settings(config.maps, num_blocks=t["num_layers"], num_heads=t["num_attention_heads"],
-                           map_kinds=self.map_kinds, family="CogVideoX")
-        if v.num_frames < 9 or (v.num_frames - 1) % 8:
-            raise ConfigError(f"video.num_frames is {v.num_frames}; the CogVideoX VAE needs 8k+1 frames, e.g. 49")
-        multiple = 2 ** (len(self.vae_config.get("block_out_channels", (0,) * 4)) - 1) * t["patch_size"]
-        if v.height % multiple or v.width % multiple:
-            raise ConfigError(f"video size {v.height}x{v.width}: {self.source} needs multiples of {multiple} "
-                              f"(VAE and patches), e.g. 480x720")
-        if classes is not None and len(classes) > t["max_text_seq_length"]:
-            raise ConfigError(f"{len(classes)} class names given; {self.source} reads at most "
-                              f"{t['max_text_seq_length']} (its text slots)")
+        """The shared checks, and no more class names than the model has text slots."""
+        super().check_settings(config, classes)
+        slots = self.transformer_config["max_text_seq_length"]
+        if classes is not None and len(classes) > slots:
+            raise ConfigError(f"{len(classes)} class names given; {self.source} reads at most {slots} (its text "
+                              f"slots)")
 
     def latent_shape(self, num_frames: int, height: int, width: int) -> tuple[int, ...]:
         """Latents of a ``num_frames x height x width`` clip in the transformer's layout ``[1, F, C, h, w]``."""
-        scale = 2 ** (len(self.vae_config.get("block_out_channels", (0,) * 4)) - 1)
-        channels = self.transformer_config["in_channels"]
+        scale, channels = self.spatial_compression, self.transformer_config["in_channels"]
         return 1, (num_frames - 1) // 4 + 1, channels, height // scale, width // scale
 
     def readout_timestep(self, inversion: Any) -> int:

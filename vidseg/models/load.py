@@ -66,10 +66,13 @@ class Backbone:
     """
 
     family = ""
+    display_name = ""  # in messages: "CogVideoX"
     transformer_class = ""
     vae_class = ""
     text_encoder_class = ""
     map_kinds: tuple[str, ...] = ()
+    frame_step = 4  # the VAE takes frame_step * k + 1 frames
+    example_size = "480x720"  # a size that fits, for messages
     # What each inversion method is called for this family (progress lines).
     inversion_labels = {"ddim": "DDIM inversion", "renoise": "renoise"}
 
@@ -112,6 +115,36 @@ class Backbone:
     @classmethod
     def check_scheduler(cls, scheduler: Any, model: str) -> None:
         """Raise ``ModelLoadError`` when ``scheduler`` is not one this backbone can invert with."""
+
+    @property
+    def spatial_compression(self) -> int:
+        """Pixels per latent cell along each side (8 for the real VAEs)."""
+        raise NotImplementedError
+
+    @property
+    def patch_size(self) -> int:
+        """Latent cells per token along each side."""
+        patch = self.transformer_config.get("patch_size", 2)
+        return patch[-1] if isinstance(patch, (list, tuple)) else patch
+
+    def check_settings(self, config: Any, classes: Sequence[str] | None = None) -> None:
+        """Settings that contradict the checkpoint, from its config files alone (no weights loaded): the map kind,
+        map layers and motion heads, the frame count and the frame size. Families add their own checks."""
+        from vidseg.imap.heads import check_layers_and_heads
+
+        t, v, maps = self.transformer_config, config.video, config.maps
+        if maps.kind not in self.map_kinds:
+            raise ConfigError(f"maps.kind is {maps.kind!r}; {self.display_name} gives {', '.join(self.map_kinds)}")
+        check_layers_and_heads(maps.layers, maps.top_k_heads, num_blocks=t["num_layers"],
+                               num_heads=t["num_attention_heads"])
+        step = self.frame_step
+        if v.num_frames < step + 1 or (v.num_frames - 1) % step:
+            raise ConfigError(f"video.num_frames is {v.num_frames}; the {self.display_name} VAE needs {step}k+1 "
+                              f"frames, e.g. 49")
+        multiple = self.spatial_compression * self.patch_size
+        if v.height % multiple or v.width % multiple:
+            raise ConfigError(f"video size {v.height}x{v.width}: {self.source} needs multiples of {multiple} "
+                              f"(VAE and patches), e.g. {self.example_size}")
 
     def inversion_functions(self) -> tuple[Callable[..., Any], Callable[..., Any]]:
         """This family's ``(invert, renoise)``, with the signatures of ``vidseg.inversion.invert_video`` and
@@ -208,15 +241,6 @@ class Backbone:
         apply_group_offloading(module, onload_device=self.device, offload_type=offload_type,
                                num_blocks_per_group=1 if offload_type == "block_level" else None, use_stream=True)
         return module
-
-
-def check_map_settings(maps: Any, *, num_blocks: int, num_heads: int, map_kinds: Sequence[str], family: str) -> None:
-    """``maps`` (a ``MapsConfig``) against a model's depth, heads and the map kinds its read-out gives."""
-    from vidseg.imap.heads import check_layers_and_heads
-
-    if maps.kind not in map_kinds:
-        raise ConfigError(f"maps.kind is {maps.kind!r}; {family} gives {', '.join(map_kinds)}")
-    check_layers_and_heads(maps.layers, maps.top_k_heads, num_blocks=num_blocks, num_heads=num_heads)
 
 
 def backbone_class(transformer_class: str) -> type[Backbone] | None:

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from vidseg.errors import ConfigError, ModelLoadError
-from vidseg.models.load import Backbone, check_map_settings
+from vidseg.models.load import Backbone
 
 TEXT_SLOTS = 512  # umT5 prompt length of the Wan pipelines
 
@@ -44,6 +44,8 @@ class WanModel(Backbone):
     (``UniPCMultistepScheduler`` with flow sigmas), plus umT5 text encoding."""
 
     family = "wan"
+    display_name = "Wan2.1"
+    example_size = "480x832"
     transformer_class = "WanTransformer3DModel"
     vae_class = "AutoencoderKLWan"
     text_encoder_class = "UMT5EncoderModel"
@@ -59,20 +61,12 @@ class WanModel(Backbone):
                 "(UniPCMultistepScheduler or FlowMatchEulerDiscreteScheduler with flow_prediction)")
 
     @property
-    def spatial_compression(self) -> int:
+    def spatial_compression(self) -> int:  # each down stage halves the size (the list says which also halve time)
         return 2 ** len(self.vae_config.get("temperal_downsample", (False, True, True)))
 
     def check_settings(self, config: Any, classes: Sequence[str] | None = None) -> None:
-        """Settings that contradict the checkpoint, from its config files (and the tokenizer) alone."""
-        t, v = self.transformer_config, config.video
-        check_map_settings(config.maps, num_blocks=t["num_layers"], num_heads=t["num_attention_heads"],
-                           map_kinds=self.map_kinds, family="Wan2.1")
-        if v.num_frames < 5 or (v.num_frames - 1) % 4:
-            raise ConfigError(f"video.num_frames is {v.num_frames}; the Wan VAE needs 4k+1 frames, e.g. 49 or 81")
-        multiple = self.spatial_compression * t.get("patch_size", (1, 2, 2))[-1]
-        if v.height % multiple or v.width % multiple:
-            raise ConfigError(f"video size {v.height}x{v.width}: {self.source} needs multiples of {multiple} "
-                              f"(VAE and patches), e.g. 480x832")
+        """The shared checks, and every class name inside a user's ``--prompt`` (the tokenizer only)."""
+        super().check_settings(config, classes)
         if classes is not None and config.inversion.prompt:
             concept_positions(self.tokenizer, config.inversion.prompt, classes)
 
