@@ -139,7 +139,7 @@ def test_failing_video_is_reported_and_skipped(vspw_root: Path, tmp_path: Path) 
     assert not (out / "2_vid").exists() and not (out / TMP_DIR_NAME).exists()
     assert events[:2] == [("start", "0_vid"), ("done", "0_vid")] and ("failed", "2_vid") in events
     log = json.loads((out / "label_log.json").read_text())
-    assert log["counts"] == {"done": 5, "skipped": 0, "failed": 1, "interrupted": 0}
+    assert log["counts"] == {"done": 5, "skipped": 0, "failed": 1, "interrupted": 0, "retried": 0}
     # Too few files written also fails the video, with the missing names.
     summary = label_dataset(discover_videos(vspw_root), out, FakeSegmenter(skip_files=True))
     assert summary.with_status("failed")[0].reason.startswith("wrote 1 of 3 expected files; missing 00000001.png")

@@ -44,7 +44,6 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from vidseg.imap.gramcol import zscore_over_slots  # noqa: E402
 from vidseg.imap.processor import concept_stream_attention  # noqa: E402
 from vidseg.inversion import encode_frames  # noqa: E402
 from vidseg.models.load import default_prompt, t5_embeddings  # noqa: E402
@@ -54,24 +53,43 @@ from vidseg.video.sample import fit_frames  # noqa: E402
 
 TRAIN_SEED0 = 1_000_000  # training clips use seeds TRAIN_SEED0 + i; evaluation uses seeds below it
 WARMUP_STEPS = 100
-AUX_MAX_T = 700  # the grounding loss applies up to this timestep (the read-out is at t = 399)
+AUX_MAX_T = 700
+COUNT_P = [0.2, 0.4, 0.4]  # objects per training batch  # the grounding loss applies up to this timestep (the read-out is at t = 399)
 
 
 class GroundingReader:
     """Receives the map layers' per-head tensors from the concept stream and turns them into the grounding loss.
 
+    Three terms per head, each aimed at one step of the read-out (method.md §6-§7):
+
+    * pointing: per latent frame, a softmax over patches of concept key . video query must put its mass on the
+      concept's object (the padding slot: on the background), so the read-out's argmax surrogate lands there;
+    * Gram: with a straight-through hard argmax anchor, a softmax over slots of each token's Gram column entries
+      (``<o_p, o_anchor(s)>``) must pick the token's own slot. Not on the z-score: with one concept the z-score
+      over slots is +-sqrt(n0) whatever the margin, so it gives no gradient; the Gram margin does, and the z-score
+      is an increasing affine map of the Gram entries per token, so the same slot wins it;
+    * identity: a softmax over slots of each token's query . concept keys must pick the token's own slot, a
+      per-token signal that tells a circle from a star everywhere, not only at the argmax.
+
+    Tokens count when one label covers at least half of them; labels weigh alike within a clip.
+
     Args:
         targets: ``[B, slots, F, P]`` how much of each token each slot's object covers (last slot: background).
-        slot_weights: ``[slots]`` z-score weights (the padding slot stands for n0 slots, as in the read-out).
         weight: ``[B]`` per-clip weight of the loss (0 where the timestep is too noisy).
         grid: ``(F, h, w)`` of the video tokens.
     """
 
-    def __init__(self, targets: torch.Tensor, slot_weights: torch.Tensor, weight: torch.Tensor,
-                 grid: tuple[int, int, int]):
-        self.targets, self.slot_weights, self.weight, self.grid = targets, slot_weights, weight, grid
+    def __init__(self, targets: torch.Tensor, weight: torch.Tensor, grid: tuple[int, int, int]):
+        self.targets, self.weight, self.grid = targets, weight, grid
+        cover, label = targets.max(dim=1)  # [B, F, P]
+        one_hot = F.one_hot(label, targets.shape[1]).movedim(-1, 1) * (cover >= 0.5)[:, None]  # [B, S, F, P]
+        per_label = one_hot.sum((-1, -2), keepdim=True)
+        # Each present label weighs 1 per clip, spread over its tokens; then clips by their loss weight.
+        token_w = (one_hot / per_label.clamp_min(1)).sum(1) * weight[:, None, None]  # [B, F, P]
+        self.label, self.token_w = label, token_w / token_w.sum().clamp_min(1e-6)
         self.losses: list[torch.Tensor] = []
         self.hits: list[torch.Tensor] = []
+        self.token_hits: list[torch.Tensor] = []
 
     def add_layer(self, out_video: torch.Tensor, query_video: torch.Tensor, concept_keys: torch.Tensor) -> None:
         F_, h, w = self.grid
@@ -84,32 +102,31 @@ class GroundingReader:
         present = (target.sum(-1) > 0.5).float()  # [B, 1, S, F]: the object is in this latent frame
         mass = (soft * target).sum(-1).clamp_min(1e-6)
         frame_weight = present * self.weight[:, None, None, None]
-        surrogate_loss = -(mass.log() * frame_weight).sum() / frame_weight.sum().clamp_min(1) / H
+        pointing_loss = -(mass.log() * frame_weight).sum() / frame_weight.sum().clamp_min(1) / H
         # Straight-through hard argmax: the forward uses the read-out's anchor, the backward the softmax's.
         hard = F.one_hot(logits.argmax(-1), logits.shape[-1]).to(soft)
         choice = hard + soft - soft.detach()
         anchors = torch.einsum("bhsfp,bhfpd->bhsfd", choice, o)
-        columns = torch.einsum("bhfpd,bhsfd->bhsfp", o, anchors)
-        z = zscore_over_slots(columns, self.slot_weights, dim=2, dtype=torch.float32,
-                              min_variance=1e-8)[:, :, :-1]  # concepts only
-        inside = self.targets[:, None, :-1]  # [B, 1, C, F, P]
-        # Balanced: the inside and the outside of each object weigh alike.
-        inside_w = inside / inside.sum((-1, -2), keepdim=True).clamp_min(1)
-        outside_w = (1 - inside) / (1 - inside).sum((-1, -2), keepdim=True).clamp_min(1)
-        bce = F.binary_cross_entropy_with_logits(z, inside.expand_as(z), reduction="none")
-        gram_loss = (bce * (inside_w + outside_w) * self.weight[:, None, None, None, None]).sum() / (
-            self.weight.sum().clamp_min(1e-6) * H * inside.shape[2] * 2)
-        self.losses.append(surrogate_loss + gram_loss)
+        columns = torch.einsum("bhfpd,bhsfd->bhsfp", o, anchors) / math.sqrt(d)  # [B, H, S, F, P]
+        label = self.label[:, None].expand(B, H, F_, h * w)
+        gram_loss = (F.cross_entropy(columns.transpose(1, 2), label, reduction="none") * self.token_w[:, None]).sum() / H
+        identity_loss = (F.cross_entropy(logits.transpose(1, 2), label, reduction="none") * self.token_w[:, None]).sum() / H
+        self.losses.append(pointing_loss + gram_loss + identity_loss)
         hit = (torch.gather(target.expand_as(logits), -1, logits.argmax(-1, keepdim=True))[..., 0] > 0.5).float()
         concept_present = present[:, :, :-1].expand_as(hit[:, :, :-1])
         self.hits.append((hit[:, :, :-1] * concept_present).sum() / concept_present.sum().clamp_min(1))
+        self.token_hits.append(((columns.argmax(2) == label).float() * self.token_w[:, None]).sum() / H)
 
     def loss(self) -> torch.Tensor:
         return torch.stack(self.losses).mean()
 
     def pointing(self) -> float:
-        """Share of (head, slot, frame) whose argmax token lies on the slot's object (chance: its area)."""
+        """Share of (head, concept, frame) whose argmax token lies on the concept's object (chance: its area)."""
         return float(torch.stack(self.hits).mean())
+
+    def token_accuracy(self) -> float:
+        """Label-balanced share of tokens whose Gram column is largest at their own slot (chance: 1 / slots)."""
+        return float(torch.stack(self.token_hits).mean())
 
 
 def token_coverage(labels: np.ndarray, grid: tuple[int, int, int]) -> np.ndarray:
@@ -182,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     pipeline.text_encoder.requires_grad_(False).eval()
     scale = spec.spatial_compression
     grid = (1 + (spec.num_frames - 1) // 4, spec.height // scale // 2, spec.width // scale // 2)
-    layers = [1, 2, 3, 4]  # configs/toy.yaml maps.layers
+    layers = [3, 4, 5]  # configs/toy.yaml maps.layers: three blocks see the video before the first map
     text_len = spec.text_len
 
     with torch.no_grad():
@@ -224,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / WARMUP_STEPS))
     start = time.time()
     for step in range(1, args.steps + 1):
-        count = int(rng.integers(1, 4))
+        count = int(rng.choice([1, 2, 3], p=COUNT_P))  # identity is learnt where a distractor is
         batch = rng.choice(by_count[count], size=args.batch, replace=len(by_count[count]) < args.batch)
         x0 = pool["latents"][batch]  # [B, F, C, h, w]
         t = np.where(rng.random(args.batch) < 0.5, rng.integers(0, 1000, args.batch),
@@ -246,11 +263,7 @@ def main(argv: list[str] | None = None) -> int:
         cov = pool["coverage"][batch]  # [B, F, P, 1 + shapes]
         targets = torch.stack([torch.cat([cov[b, :, :, torch.as_tensor(o) + 1], cov[b, :, :, :1]], dim=-1)
                                for b, o in enumerate(order)]).permute(0, 3, 1, 2)  # [B, C + 1, F, P]
-        num_null = text_len - count
-        slot_weights = torch.ones(count + 1)
-        slot_weights[-1] = num_null
-        reader = GroundingReader(targets.to(device), slot_weights.to(device), (t <= AUX_MAX_T).float().to(device),
-                                 grid)
+        reader = GroundingReader(targets.to(device), (t <= AUX_MAX_T).float().to(device), grid)
         with concept_stream_attention(transformer, concepts, grid, layers=layers, top_k=1, reader=reader):
             # Per-clip timesteps, so the transformer is called directly (the 2B-like toy model has no RoPE).
             v = transformer(hidden_states=noisy, encoder_hidden_states=prompt, timestep=t.to(device),
@@ -269,8 +282,9 @@ def main(argv: list[str] | None = None) -> int:
         if step % 25 == 0 or step == 1:
             elapsed = time.time() - start
             log(f"step {step}/{args.steps}  v {v_loss.item():.4f}  aux {aux.item():.4f}  "
-                f"pointing {reader.pointing():.3f}  {elapsed / step:.2f} s/step",
-                step=step, v_loss=v_loss.item(), aux=aux.item(), pointing=reader.pointing(), seconds=elapsed)
+                f"pointing {reader.pointing():.3f}  tokens {reader.token_accuracy():.3f}  {elapsed / step:.2f} s/step",
+                step=step, v_loss=v_loss.item(), aux=aux.item(), pointing=reader.pointing(),
+                token_accuracy=reader.token_accuracy(), count=count, seconds=elapsed)
         if step % args.save_every == 0 or step == args.steps:
             transformer.eval()
             save_small_pipeline(pipeline, args.out, spec.preset)

@@ -31,6 +31,9 @@ from vidseg.version import __version__
 # Frames refined and written per batch: bounds memory for long, high-resolution videos.
 EXPORT_CHUNK = 16
 
+# (prompt, classes) -> (prompt embeddings, concept embeddings)
+TextEmbeddings = dict[tuple[str, tuple[str, ...]], tuple[torch.Tensor, torch.Tensor]]
+
 
 def check_classes(classes: Sequence[str]) -> list[str]:
     """Strip class names and reject empty lists, blank names and duplicates with one clear line."""
@@ -60,7 +63,7 @@ class VideoSegmenter:
     def __init__(self, model: Any, config: VidsegConfig):
         self.model = model
         self.config = config
-        self._text_cache: dict[tuple[str, tuple[str, ...]], tuple[torch.Tensor, torch.Tensor]] = {}
+        self._text_cache: TextEmbeddings = {}
 
     @classmethod
     def from_pretrained(cls, model: str | None = None, *, config: VidsegConfig | None = None) -> "VideoSegmenter":
@@ -87,16 +90,35 @@ class VideoSegmenter:
 
         return self.config.inversion.prompt or default_prompt(list(classes))
 
-    def encode_texts(self, requests: Sequence[tuple[str, Sequence[str]]]) -> None:
+    def text_requests(self, jobs: Sequence[tuple[Any, Sequence[str]]]) -> list[tuple[str, list[str]]]:
+        """The (prompt, classes) pair each ``(video, classes)`` job needs; jobs whose classes are refused are left
+        out (they fail on their own when run)."""
+        requests = []
+        for _, classes in jobs:
+            try:
+                names = check_classes(classes)
+                self.model.check_settings(self.config, names)
+            except ConfigError:
+                continue
+            requests.append((self.prompt_for(names), names))
+        return requests
+
+    def encode_texts(self, requests: Sequence[tuple[str, Sequence[str]]]) -> TextEmbeddings:
         """Encode every (prompt, classes) pair not cached yet, then free T5 before the transformer runs.
 
-        Dataset labeling calls this once for all videos so the T5 encoder is loaded once.
+        Dataset labeling calls this once for all videos so the T5 encoder is loaded once. Returns the embeddings of
+        ``requests``, which ``add_texts`` gives to another segmenter of the same model (the Ray runner's actors).
         """
         missing = [(p, tuple(c)) for p, c in requests if (p, tuple(c)) not in self._text_cache]
         for key in dict.fromkeys(missing):
             self._text_cache[key] = self.model.encode_text(key[0], list(key[1]))
         if missing:
             self.model.release_text_encoder()
+        return {(p, tuple(c)): self._text_cache[(p, tuple(c))] for p, c in requests}
+
+    def add_texts(self, embeddings: TextEmbeddings) -> None:
+        """Use text embeddings that another segmenter of the same model encoded (``encode_texts``)."""
+        self._text_cache.update(embeddings)
 
     def _text(self, prompt: str, classes: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
         self.encode_texts([(prompt, classes)])
@@ -160,15 +182,7 @@ class VideoSegmenter:
         progress = progress or NoProgress()
         cancelled = threading.Event()
         lane = CancellableProgress(progress.lane(), cancelled)
-        texts = []
-        for _, classes in jobs:
-            try:
-                names = check_classes(classes)
-                self.model.check_settings(self.config, names)
-            except ConfigError:
-                continue  # that job fails on its own, below
-            texts.append((self.prompt_for(names), names))
-        self.encode_texts(texts)
+        self.encode_texts(self.text_requests(jobs))
 
         def compute(job: tuple[str | Path, Sequence[str]]) -> SaliencyResult | Exception:
             try:
@@ -277,13 +291,15 @@ def iter_labels(
     config: VidsegConfig,
     *,
     frame_indices: Sequence[int] | np.ndarray | None = None,
+    workers: int | None = None,
 ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
     """Label maps of ``result``'s video, frame by frame, in memory: yields ``(frame_index, labels, frame)``.
 
     ``labels`` is uint8 ``[H, W]`` at the video's size (0 = background, i = the i-th class); ``frame`` the RGB
     frame ``[H, W, 3]`` it was refined against. Saliency -> probabilities -> upsampling -> CRF run in chunks of
     ``EXPORT_CHUNK`` frames, so memory stays bounded for long videos. ``frame_indices`` restricts the frames
-    (default: all, in order).
+    (default: all, in order); ``workers`` overrides ``config.export.workers`` (refinement processes; the result
+    does not depend on it).
     """
     from vidseg.probs import saliency_to_probs
     from vidseg.refine import to_labels
@@ -303,7 +319,7 @@ def iter_labels(
                 calibration=probs_config.calibration, reference=reference,
             )
             labels = to_labels(frames, probs, upsampler=config.upsample, crf=config.crf,
-                               workers=config.export.workers)
+                               workers=config.export.workers if workers is None else workers)
             for j, idx in enumerate(chunk):
                 yield int(idx), labels[j], frames[j]
 
@@ -318,6 +334,7 @@ def export_labels(
     size: tuple[int, int] | None = None,
     flat: bool = False,
     model_name: str = "",
+    workers: int | None = None,
 ) -> Path:
     """Write the labels of ``iter_labels`` for every frame (or only ``frame_names``) of ``result``'s video.
 
@@ -326,6 +343,7 @@ def export_labels(
     ``labels.json``, ``saliency.npz`` and, unless ``flat``, ``overlay.mp4``. ``frame_names`` restricts the output
     to those frames (e.g. the GT-annotated ones); ``size`` (height, width) resizes masks (e.g. to the GT's size).
     The ``vspw`` format has no background: every pixel gets one of the classes, as evaluation requires.
+    ``workers`` overrides ``config.export.workers`` (see ``iter_labels``).
     """
     from vidseg.export import SALIENCY_FILE, make_writers
 
@@ -354,7 +372,7 @@ def export_labels(
                 id_space=config.export.id_space, size=size,
             )
             progress.start("refine + export", total=len(indices))
-            for idx, labels, frame in iter_labels(result, labels_config, frame_indices=indices):
+            for idx, labels, frame in iter_labels(result, labels_config, frame_indices=indices, workers=workers):
                 for writer in writers:
                     writer.add(idx, names[idx], labels, frame)
                 progress.advance()

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from typing import Any, Callable, Optional
 
 import typer
+from rich.markup import escape
 
 from vidseg.cli.progress import console
 from vidseg.errors import VidsegError
@@ -84,7 +85,7 @@ def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
         except VidsegError as exc:
             if debug:
                 raise
-            console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt as exc:
             how = f"stopped by {exc}" if isinstance(exc, Stopped) else "interrupted"

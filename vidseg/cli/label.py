@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.markup import escape
 
 from vidseg.cli import options as opt
 from vidseg.registry import EXPORT_FORMATS
@@ -40,6 +42,21 @@ def label(
     export_format: str = typer.Option(
         "vspw", "--format", help=f"{EXPORT_FORMATS.choices()}: vspw single-channel VSPW ids, palette PNGs, coco RLE JSON per video, npz the soft saliency.",
     ),
+    ray: bool = typer.Option(
+        False, "--ray", help="Run on Ray: one model actor per GPU, videos dispatched longest first, failures retried "
+                             "(needs vidseg[ray]). Starts a local cluster unless --ray-address is given.",
+    ),
+    ray_address: Optional[str] = typer.Option(
+        None, "--ray-address", help="Join this Ray cluster (e.g. auto, or ray://head:10001); implies --ray.",
+    ),
+    actors: Optional[int] = typer.Option(
+        None, "--actors", help="With --ray: model actors. Default: one per --gpus-per-actor GPUs, 1 without GPUs.",
+    ),
+    gpus_per_actor: float = typer.Option(
+        1.0, "--gpus-per-actor", help="With --ray: GPUs per model actor; fractional (0.5) shares a GPU between small "
+                                      "models.",
+    ),
+    retries: int = typer.Option(2, "--retries", help="With --ray: tries after a video's first failure."),
     settings: dict = None,  # the MODEL_OPTIONS (see with_model_options)
     quiet: bool = opt.QuietOpt,
     debug: bool = opt.DebugOpt,
@@ -47,6 +64,7 @@ def label(
     """Label every video of ROOT. Rerunning the same command skips finished videos and redoes unfinished ones; a
     video that fails is reported and skipped; a summary and OUT/label_log.json list what happened."""
     from vidseg.datasets import discover_videos, label_videos, parse_shard, shard_videos
+    from vidseg.datasets.ray_label import RayLabeler
     from vidseg.datasets.vspw import label_to_vspw_ids
     from vidseg.errors import ConfigError, DatasetError
     from vidseg.files import check_writable
@@ -66,21 +84,38 @@ def label(
     if cfg.export.format == "vspw" and fixed is not None:
         label_to_vspw_ids(fixed, cfg.export.id_space)  # fail now, not per video, on non-VSPW class names
 
+    use_ray = ray or ray_address is not None
+    labeler = None
+    if use_ray:  # before any model work: a missing Ray or a bad count is one line
+        labeler = RayLabeler(cfg, address=ray_address, num_actors=actors, gpus_per_actor=gpus_per_actor,
+                             retries=retries)
+    started, finished = time.perf_counter(), 0
+
     def on_event(event) -> None:
-        if event.outcome is not None:
-            status = {"done": "green", "skipped": "cyan"}.get(event.outcome.status, "red")
-            reason = f": {event.outcome.reason}" if event.outcome.reason and event.outcome.status != "done" else ""
-            console.print(f"[{status}]{event.outcome.status}[/] {event.video.name} "
-                          f"({event.position}/{event.total}){reason}", highlight=False)
+        nonlocal finished
+        if event.outcome is None:
+            return
+        status = {"done": "green", "skipped": "cyan", "retry": "yellow"}.get(event.outcome.status, "red")
+        reason = f": {event.outcome.reason}" if event.outcome.reason and event.outcome.status != "done" else ""
+        rate = ""
+        if event.outcome.status == "done":
+            finished += 1
+            rate = f", {finished / (time.perf_counter() - started) * 3600:.0f} videos/h"
+        console.print(f"[{status}]{event.outcome.status}[/] {escape(event.video.name)} "
+                      f"({event.position}/{event.total}{rate}){escape(reason)}", highlight=False)
 
     with RichProgress(enabled=not quiet) as progress:
-        progress.start(f"load {cfg.model.source}")
-        segmenter = VideoSegmenter.from_pretrained(config=cfg)
-        progress.finish()
-        summary = label_videos(segmenter, videos, out, classes=fixed, shard=shard_index, progress=progress,
-                               on_event=on_event)
+        if labeler is not None:
+            summary = labeler.run(videos, out, classes=fixed, shard=shard_index, progress=progress,
+                                  on_event=on_event)
+        else:
+            progress.start(f"load {cfg.model.source}")
+            segmenter = VideoSegmenter.from_pretrained(config=cfg)
+            progress.finish()
+            summary = label_videos(segmenter, videos, out, classes=fixed, shard=shard_index, progress=progress,
+                                   on_event=on_event)
     for line in summary.lines():
-        console.print(line, highlight=False)
+        console.print(line, highlight=False, markup=False)
     if summary.interrupted:
         raise typer.Exit(interrupt_exit_code())
     if summary.with_status("failed"):

@@ -67,24 +67,30 @@ def shard_videos(videos: Sequence[DatasetVideo], shard: tuple[int, int]) -> list
 
 @dataclass
 class VideoOutcome:
-    """What happened to one video: ``status`` is done, skipped (complete from before), failed or interrupted."""
+    """What happened to one video: ``status`` is done, skipped (complete from before), failed or interrupted.
+
+    ``attempts`` counts the tries (more than 1 only where a runner retries, e.g. on Ray).
+    """
 
     name: str
     status: str
     reason: str = ""
     seconds: float = 0.0
     traceback: str | None = None
+    attempts: int = 1
 
 
 @dataclass
 class LabelEvent:
-    """Progress report: ``kind`` is start (``outcome`` None) or the outcome's status; ``position`` is 1-based."""
+    """Progress report: ``kind`` is start (``outcome`` None), retry, or the outcome's status; ``position`` is
+    1-based; ``worker`` is the model actor a video went to (Ray runs only)."""
 
     kind: str
     video: DatasetVideo
     position: int
     total: int
     outcome: VideoOutcome | None = None
+    worker: int | None = None
 
 
 @dataclass
@@ -104,14 +110,22 @@ class LabelSummary:
         """True when every video of the shard is complete."""
         return not self.interrupted and not self.with_status("failed")
 
+    @property
+    def retried(self) -> list[VideoOutcome]:
+        return [o for o in self.outcomes if o.attempts > 1]
+
     def lines(self) -> list[str]:
-        """A human summary: counts, then one line per failed video with its reason."""
+        """A human summary: counts, then one line per retried or failed video."""
         counts = ", ".join(f"{len(self.with_status(s))} {s}" for s in ("done", "skipped", "failed"))
+        if self.retried:
+            counts += f" ({len(self.retried)} retried)"
         head = f"{counts} of {self.num_videos} videos (shard {self.shard[0]}/{self.shard[1]})"
         if self.interrupted:
             head += "; interrupted: rerun the same command to resume"
-        return [head, *(f"failed {o.name}: {o.reason}" for o in self.with_status("failed")),
-                f"log: {self.log_path}"]
+        retried = [f"retried {o.name}: {o.status} after {o.attempts} attempts" for o in self.retried
+                   if o.status == "done"]
+        failed = [f"failed {o.name}: {o.reason}" for o in self.with_status("failed")]
+        return [head, *retried, *failed, f"log: {self.log_path}"]
 
 
 def label_dataset(
@@ -139,17 +153,7 @@ def label_dataset(
     """
     out_dir = Path(out_dir)
     mine = shard_videos(videos, shard)
-    if log_path is None:
-        log_path = out_dir / ("label_log.json" if shard[1] == 1 else f"label_log.shard-{shard[0]}-of-{shard[1]}.json")
-    summary = LabelSummary(out_dir, shard, Path(log_path), len(mine))
-    try:
-        (out_dir / TMP_DIR_NAME).mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(f"cannot write to {out_dir}: {exc.strerror}; choose a writable --out") from None
-    for video in mine:
-        _remove_leftovers(out_dir, video.name)
-    started = _now()
-    _write_log(summary, started)
+    log = LabelLog(out_dir, shard, len(mine), log_path, names=[v.name for v in mine])
     for position, video in enumerate(mine, 1):
         if on_event:
             on_event(LabelEvent("start", video, position, len(mine)))
@@ -157,16 +161,49 @@ def label_dataset(
         if is_complete(out_dir / video.name, expected, fingerprint):
             outcome = VideoOutcome(video.name, "skipped", "complete from an earlier run")
         else:
-            outcome = _label_one(video, out_dir, segment_video, expected, fingerprint)
-        summary.outcomes.append(outcome)
-        summary.interrupted = outcome.status == "interrupted"
-        _write_log(summary, started)
+            outcome = label_one(video, out_dir, segment_video, expected, fingerprint)
+        log.record(outcome)
         if on_event:
             on_event(LabelEvent(outcome.status, video, position, len(mine), outcome))
-        if summary.interrupted:
+        if log.summary.interrupted:
             break
-    _remove_empty(out_dir / TMP_DIR_NAME)
-    return summary
+    return log.close()
+
+
+class LabelLog:
+    """One labeling run's ``LabelSummary`` and its JSON log, rewritten atomically after every video.
+
+    Opening it prepares ``out_dir`` (the temporary folder, leftovers of killed runs for these videos removed);
+    ``close`` removes the temporary folder when no other shard uses it. ``label_dataset`` and the Ray runner share
+    it, so both write the same log.
+    """
+
+    def __init__(self, out_dir: Path, shard: tuple[int, int], num_videos: int, log_path: str | Path | None = None,
+                 names: Sequence[str] = ()):
+        if log_path is None:
+            name = "label_log.json" if shard[1] == 1 else f"label_log.shard-{shard[0]}-of-{shard[1]}.json"
+            log_path = out_dir / name
+        self.summary = LabelSummary(out_dir, shard, Path(log_path), num_videos)
+        try:
+            (out_dir / TMP_DIR_NAME).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f"cannot write to {out_dir}: {exc.strerror}; choose a writable --out") from None
+        for name in names:
+            remove_leftovers(out_dir, name)
+        self.started = _now()
+        self.write()
+
+    def record(self, outcome: VideoOutcome) -> None:
+        self.summary.outcomes.append(outcome)
+        self.summary.interrupted = self.summary.interrupted or outcome.status == "interrupted"
+        self.write()
+
+    def write(self) -> None:
+        _write_log(self.summary, self.started)
+
+    def close(self) -> LabelSummary:
+        _remove_empty(self.summary.out_dir / TMP_DIR_NAME)
+        return self.summary
 
 
 def is_complete(video_dir: Path, expected: Sequence[str] = (), fingerprint: str | None = None) -> bool:
@@ -184,13 +221,16 @@ def is_complete(video_dir: Path, expected: Sequence[str] = (), fingerprint: str 
         return False
 
 
-def _label_one(
+def label_one(
     video: DatasetVideo,
     out_dir: Path,
     segment_video: Callable[[DatasetVideo, Path], None],
     expected: Sequence[str],
     fingerprint: str | None,
 ) -> VideoOutcome:
+    """Label one video atomically: ``segment_video`` writes into a temporary folder under ``OUT/.vidseg-tmp``, the
+    expected files are checked, the marker written last, and the folder renamed onto ``OUT/<video>``. Failures and
+    interrupts come back as the outcome, with the temporary folder removed."""
     holder = out_dir / TMP_DIR_NAME / f"{video.name}.{os.getpid()}"
     tmp = holder / video.name
     start = time.perf_counter()
@@ -238,7 +278,7 @@ def _replace_dir(tmp: Path, target: Path, holder: Path) -> None:
     tmp.rename(target)
 
 
-def _remove_leftovers(out_dir: Path, name: str) -> None:
+def remove_leftovers(out_dir: Path, name: str) -> None:
     """Temporary folders of ``name`` left by a killed run (their process is gone; shards never share a video)."""
     prefix = f"{name}."
     for path in (out_dir / TMP_DIR_NAME).iterdir():
@@ -255,6 +295,7 @@ def _remove_empty(folder: Path) -> None:
 
 def _write_log(summary: LabelSummary, started: str) -> None:
     counts = {s: len(summary.with_status(s)) for s in ("done", "skipped", "failed", "interrupted")}
+    counts["retried"] = len(summary.retried)
     write_json_atomic(summary.log_path, {
         "out_dir": str(summary.out_dir),
         "shard": f"{summary.shard[0]}/{summary.shard[1]}",
@@ -283,6 +324,57 @@ def settings_fingerprint(config: Any, classes: Sequence[str] | None) -> str:
     return hashlib.sha256(doc.encode()).hexdigest()[:16]
 
 
+@dataclass
+class LabelPlan:
+    """What a labeling run of ``videos`` into ``out_dir`` has to do, the same for every runner.
+
+    Attributes:
+        videos: this shard's videos, in name order.
+        pending: those not complete in ``out_dir`` under ``fingerprint``.
+        classes: the class names of each pending video (by name): the fixed ones, or its GT's VSPW classes.
+        fingerprint: ``settings_fingerprint`` of the run.
+        flat: whether masks go flat into the video folder (``vspw`` / ``palette``: the VSPW prediction layout).
+    """
+
+    out_dir: Path
+    videos: list[DatasetVideo]
+    pending: list[DatasetVideo]
+    classes: dict[str, list[str]]
+    fingerprint: str
+    flat: bool
+
+    def expected_files(self, video: DatasetVideo) -> list[str]:
+        """Files the video's folder must hold: a PNG per output stem for the flat formats, else nothing fixed."""
+        return png_per_stem(video) if self.flat else []
+
+
+def plan_labels(
+    config: Any, videos: Sequence[DatasetVideo], out_dir: str | Path, *, classes: Sequence[str] | None = None,
+    shard: tuple[int, int] = (0, 1),
+) -> LabelPlan:
+    """The ``LabelPlan`` of labeling ``shard`` of ``videos`` with ``config`` (``classes`` None: from the GT)."""
+    from vidseg.datasets.vspw import gt_class_prompts
+
+    out_dir = Path(out_dir)
+    mine = shard_videos(videos, shard)
+    flat = config.export.format in ("vspw", "palette")
+    fingerprint = settings_fingerprint(config, classes)
+    pending = [v for v in mine if not is_complete(out_dir / v.name, png_per_stem(v) if flat else (), fingerprint)]
+    class_lists = {v.name: list(classes) if classes is not None else gt_class_prompts(v.mask_paths) for v in pending}
+    return LabelPlan(out_dir, mine, pending, class_lists, fingerprint, flat)
+
+
+def export_dataset_video(result: Any, video: DatasetVideo, folder: Path, config: Any, *, flat: bool,
+                         model_name: str, progress: Any = None, workers: int | None = None) -> None:
+    """Write one dataset video's labels into ``folder``: the GT-annotated frames (every frame without GT), at the
+    GT's size, flat for the VSPW layout. Every runner writes a video through this (``workers``: see
+    ``export_labels``)."""
+    from vidseg.pipeline import export_labels
+
+    export_labels(result, folder, config, progress=progress, frame_names=list(video.output_stems) or None,
+                  size=video.gt_size, flat=flat, model_name=model_name, workers=workers)
+
+
 def label_videos(
     segmenter: Any,
     videos: Sequence[DatasetVideo],
@@ -293,26 +385,17 @@ def label_videos(
     progress: Any = None,
     on_event: Callable[[LabelEvent], None] | None = None,
 ) -> LabelSummary:
-    """Label a dataset with a ``VideoSegmenter``: what ``vidseg label`` runs.
+    """Label a dataset with a ``VideoSegmenter`` in this process: what ``vidseg label`` runs without ``--ray``.
 
     Each video of ``shard`` that is not complete in ``out_dir`` is segmented with ``classes`` (None: the VSPW
     classes of its GT masks) and written by ``label_dataset`` (resumable, atomic). The model computes the next
     pending video's saliency while the current one is refined and written. The export format, id space and the
-    rest come from the segmenter's config; ``vspw`` and ``palette`` write flat, at the GT's size, one file per GT
-    mask (every frame when there is no GT).
+    rest come from the segmenter's config (``plan_labels``, ``export_dataset_video``).
     """
-    from vidseg.datasets.vspw import gt_class_prompts
-
     config = segmenter.config
-    out_dir = Path(out_dir)
-    mine = shard_videos(videos, shard)
-    flat = config.export.format in ("vspw", "palette")
-    expected_files = png_per_stem if flat else None
-    fingerprint = settings_fingerprint(config, classes)
-    pending = [v for v in mine
-               if not is_complete(out_dir / v.name, expected_files(v) if expected_files else (), fingerprint)]
-    class_lists = {v.name: list(classes) if classes is not None else gt_class_prompts(v.mask_paths) for v in pending}
-    results = segmenter.iter_saliency([(v.source, class_lists[v.name]) for v in pending], progress=progress)
+    plan = plan_labels(config, videos, out_dir, classes=classes, shard=shard)
+    pending = plan.pending
+    results = segmenter.iter_saliency([(v.source, plan.classes[v.name]) for v in pending], progress=progress)
 
     def segment_video(video: DatasetVideo, folder: Path) -> None:
         index, result = next(results)
@@ -320,11 +403,11 @@ def label_videos(
             raise RuntimeError(f"labeling order changed: expected {pending[index].name}, got {video.name}")
         if isinstance(result, Exception):
             raise result
-        segmenter.export_labels(result, folder, progress=progress, frame_names=list(video.output_stems) or None,
-                                size=video.gt_size, flat=flat)
+        export_dataset_video(result, video, folder, config, flat=plan.flat, model_name=str(segmenter.model.source),
+                             progress=progress)
 
     try:
         return label_dataset(videos, out_dir, segment_video, shard=shard, on_event=on_event,
-                             fingerprint=fingerprint, expected_files=expected_files)
+                             fingerprint=plan.fingerprint, expected_files=plan.expected_files)
     finally:
         results.close()

@@ -1,0 +1,367 @@
+"""``vidseg label --ray``: the dataset labeling run on a Ray cluster, writing exactly what the single-process run
+writes.
+
+* **Model actors**, one per GPU (``gpus_per_actor`` each, fractional for small models; one CPU actor where the
+  cluster has no GPU), each hold one ``VideoSegmenter`` whose weights load once. The first actor encodes every
+  video's text once for the run and frees T5; the others receive the embeddings.
+* **Dispatch** is dynamic, longest video first, so no actor idles while another holds a long tail.
+* **Export** (probabilities, upsampling, CRF, files) runs as a one-CPU Ray task per video beside the actors, through
+  ``label_one`` and ``export_dataset_video`` like the single-process run: temporary folder, marker, rename. A killed
+  worker or node loses at most its videos in flight.
+* **Faults**: a failing video is retried (``retries``, on another actor when there is one) and then recorded as
+  failed with its reason; a dead actor is replaced and its video requeued; Ctrl-C (or SIGTERM) cancels everything
+  in flight, removes its temporary folders and leaves only complete videos.
+
+Paths must be visible to every node under the same name (a shared filesystem), as they are on one machine.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import math
+import signal
+import threading
+import time
+import traceback
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+from vidseg.datasets.label import (
+    LabelEvent, LabelLog, LabelPlan, LabelSummary, VideoOutcome, export_dataset_video, is_complete, label_one,
+    plan_labels, remove_leftovers,
+)
+from vidseg.datasets.sources import DatasetVideo
+from vidseg.errors import ConfigError, MissingDependencyError, VidsegError, first_line
+
+INSTALL_HINT = "pip install 'vidseg[ray]'"
+ACTOR_DEATHS_ALLOWED = 2  # a video on which this many model actors died is recorded as failed (e.g. it runs OOM)
+STOP_GRACE_SECONDS = 30.0  # how long Ctrl-C waits for exports in flight to remove their temporary folders
+
+
+def import_ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise MissingDependencyError(f"--ray needs Ray (>= 2.40), which is not installed: {INSTALL_HINT}") from None
+    return ray
+
+
+class SegmenterActor:
+    """The body of a model actor: one ``VideoSegmenter``, loaded once, computing one video's saliency per call."""
+
+    def __init__(self, config: Any):
+        from vidseg.pipeline import VideoSegmenter
+
+        logging.getLogger("vidseg").setLevel(logging.WARNING)
+        self.segmenter = VideoSegmenter.from_pretrained(config=config)
+
+    def encode_texts(self, requests: list[tuple[str, list[str]]]) -> tuple[int, Any]:
+        """``(count, embeddings)`` on the CPU (any actor's device takes them); the driver reads only the count."""
+        embeddings = self.segmenter.encode_texts(requests)
+        return len(embeddings), {key: (p.cpu(), c.cpu()) for key, (p, c) in embeddings.items()}
+
+    def add_texts(self, embeddings: Any) -> None:
+        self.segmenter.add_texts(embeddings)
+
+    def saliency(self, source: str, classes: list[str]) -> tuple[dict[str, Any], Any]:
+        """``(status, result)``: status ``{"ok": True}`` or ``{"ok": False, "reason", "traceback"}``. Two returns,
+        so the driver reads the small status and only the export task fetches the result."""
+        try:
+            return {"ok": True}, self.segmenter.compute_saliency(source, classes)
+        except Exception as exc:  # reported to the driver as the video's failure, the actor lives on
+            bug = not isinstance(exc, VidsegError)
+            reason = f"{type(exc).__name__}: {first_line(exc)}" if bug else first_line(exc)
+            return {"ok": False, "reason": reason, "traceback": traceback.format_exc() if bug else None}, None
+
+
+def write_video(plan: LabelPlan, video: DatasetVideo, result: Any, config: Any, model_name: str) -> VideoOutcome:
+    """The body of an export task: ``label_one`` with ``export_dataset_video``, as the single-process run, refining
+    in the task's own process (it holds one CPU; Ray runs as many such tasks as there are CPUs)."""
+    def segment_video(video: DatasetVideo, folder: Path) -> None:
+        export_dataset_video(result, video, folder, config, flat=plan.flat, model_name=model_name, workers=1)
+
+    return label_one(video, plan.out_dir, segment_video, plan.expected_files(video), plan.fingerprint)
+
+
+@contextmanager
+def _keep_signal_handlers() -> Iterator[None]:
+    """Undo the signal handlers ``ray.init`` installs in the driver: its SIGTERM handler ends the process at once,
+    where the caller's (the CLI's) turns SIGTERM into a clean stop that removes temporary folders."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for signum, handler in saved.items():
+            if handler is not None:
+                signal.signal(signum, handler)
+
+
+def video_length(video: DatasetVideo) -> float:
+    """How long ``video`` is, for longest-first dispatch: frames of a frame folder, seconds x 25 of a file (from
+    its header; 0 when unreadable, so a broken file is tried last)."""
+    source = Path(video.source)
+    if source.is_dir():
+        return float(len(video.output_stems) or sum(1 for p in source.iterdir() if p.is_file()))
+    try:
+        import av
+
+        with av.open(str(source)) as container:
+            return (container.duration or 0) / 1e6 * 25.0
+    except Exception:  # broken or exotic file: it fails, with its reason, when the model reads it
+        return 0.0
+
+
+@dataclass
+class _Job:
+    video: DatasetVideo
+    position: int
+    attempts: int = 0
+    deaths: int = 0
+    failed_on: set[int] = field(default_factory=set)
+    started: float = 0.0
+    last_failure: dict[str, Any] = field(default_factory=dict)
+
+
+class RayLabeler:
+    """Label a dataset on Ray (module docstring). ``run`` returns the same ``LabelSummary`` as ``label_videos``.
+
+    Args:
+        config: the run's validated ``VidsegConfig`` (the same one ``VideoSegmenter.from_pretrained`` takes).
+        address: an existing cluster to join (``ray.init(address=...)``); None starts a local one for the run
+            (all local GPUs and CPUs), or uses the one this process already joined.
+        num_actors: model actors; default one per ``gpus_per_actor`` GPUs of the cluster, 1 without GPUs.
+        gpus_per_actor: GPUs each actor reserves (fractional to share a GPU); 0 on a cluster without GPUs.
+        retries: how many more times a failing video is tried.
+    """
+
+    def __init__(self, config: Any, *, address: str | None = None, num_actors: int | None = None,
+                 gpus_per_actor: float = 1.0, retries: int = 2):
+        if gpus_per_actor < 0 or retries < 0 or (num_actors is not None and num_actors < 1):
+            raise ConfigError("--gpus-per-actor and --retries must be >= 0 and --actors >= 1")
+        self.ray = import_ray()
+        self.config, self.address = config, address
+        self.num_actors, self.gpus_per_actor, self.retries = num_actors, gpus_per_actor, retries
+        self.actors: list[Any] = []  # handles, by worker index; a replaced actor takes its index
+        self._owns_cluster = False
+
+    # -- cluster ------------------------------------------------------------------------------------------------
+
+    def _start(self) -> None:
+        ray = self.ray
+        if not ray.is_initialized():
+            with _keep_signal_handlers():
+                ray.init(address=self.address, include_dashboard=False, logging_level=logging.ERROR,
+                         log_to_driver=False, configure_logging=False)
+            self._owns_cluster = self.address is None
+        resources = ray.cluster_resources()
+        gpus, cpus = resources.get("GPU", 0.0), resources.get("CPU", 0.0)
+        per_actor = self.gpus_per_actor if gpus >= self.gpus_per_actor > 0 else 0.0
+        count = self.num_actors or (max(1, math.floor(gpus / per_actor + 1e-9)) if per_actor else 1)
+        if per_actor and count * per_actor > gpus + 1e-9:
+            raise ConfigError(f"{count} actors x {per_actor:g} GPUs need more than the cluster's {gpus:g} GPUs; "
+                              f"lower --actors or --gpus-per-actor")
+        if count + 1 > cpus:
+            raise ConfigError(f"the Ray cluster has {cpus:g} CPUs: {count} model actors and one export task need "
+                              f"{count + 1}; lower --actors or add CPUs")
+        self._actor_class = ray.remote(num_cpus=1, num_gpus=per_actor, max_restarts=0)(SegmenterActor)
+        self._export = ray.remote(num_cpus=1, max_retries=0)(write_video)
+        self.actors = [self._new_actor() for _ in range(count)]
+
+    def _new_actor(self) -> Any:
+        return self._actor_class.remote(self.config)
+
+    def _stop(self) -> None:
+        for actor in self.actors:
+            self.ray.kill(actor)
+        self.actors = []
+        if self._owns_cluster:
+            self.ray.shutdown()
+            self._owns_cluster = False
+
+    # -- the run ------------------------------------------------------------------------------------------------
+
+    def run(
+        self,
+        videos: Sequence[DatasetVideo],
+        out_dir: str | Path,
+        *,
+        classes: Sequence[str] | None = None,
+        shard: tuple[int, int] = (0, 1),
+        progress: Any = None,
+        on_event: Callable[[LabelEvent], None] | None = None,
+    ) -> LabelSummary:
+        """Label ``shard`` of ``videos`` into ``out_dir``: the contract of ``label_videos``, on Ray."""
+        from vidseg.progress import NoProgress
+
+        progress = progress or NoProgress()
+        plan = plan_labels(self.config, videos, out_dir, classes=classes, shard=shard)
+        log = LabelLog(plan.out_dir, shard, len(plan.videos), names=[v.name for v in plan.videos])
+        pending = {v.name for v in plan.pending}
+        for position, video in enumerate(plan.videos, 1):
+            if video.name not in pending:
+                outcome = VideoOutcome(video.name, "skipped", "complete from an earlier run")
+                log.record(outcome)
+                if on_event:
+                    on_event(LabelEvent("skipped", video, position, len(plan.videos), outcome))
+        if not plan.pending:
+            return log.close()
+        positions = {v.name: i for i, v in enumerate(plan.videos, 1)}
+        jobs = [_Job(v, positions[v.name]) for v in sorted(plan.pending, key=video_length, reverse=True)]
+        self._exports: dict[Any, _Job] = {}
+        try:
+            progress.start("start Ray")
+            self._start()
+            progress.finish()
+            self._dispatch(plan, jobs, log, progress, on_event)
+        except KeyboardInterrupt as exc:
+            self._cancel_exports(plan, log, str(exc))
+        finally:
+            self._stop()
+        return log.close()
+
+    def _cancel_exports(self, plan: LabelPlan, log: LabelLog, why: str) -> None:
+        """Stop every export in flight: each removes its temporary folder (or finishes its rename first)."""
+        ray = self.ray
+        for ref in self._exports:
+            ray.cancel(ref)  # a KeyboardInterrupt in the task: label_one cleans up and reports it
+        ray.wait(list(self._exports), num_returns=len(self._exports), timeout=STOP_GRACE_SECONDS)
+        for ref, job in self._exports.items():
+            ray.cancel(ref, force=True)
+        how = f"stopped by {why}" if why else "stopped by Ctrl-C"
+        for job in self._exports.values():
+            remove_leftovers(plan.out_dir, job.video.name)
+            if not is_complete(plan.out_dir / job.video.name, plan.expected_files(job.video), plan.fingerprint):
+                log.summary.outcomes.append(VideoOutcome(job.video.name, "interrupted",
+                                                         f"{how}; its partial output was removed"))
+        log.summary.interrupted = True
+        log.write()
+
+    def _dispatch(self, plan: LabelPlan, jobs: list[_Job], log: LabelLog, progress: Any,
+                  on_event: Callable[[LabelEvent], None] | None) -> None:
+        ray = self.ray
+        total = len(plan.videos)
+        queue = collections.deque(jobs)
+        lanes = [progress.lane() for _ in self.actors]
+        overall = progress.lane()
+        overall.start(f"videos on {len(self.actors)} actors", total=len(jobs))
+        model_calls: dict[Any, tuple[int, _Job, Any]] = {}  # status ref -> (worker, job, result ref)
+        exports = self._exports
+        idle = list(range(len(self.actors)))
+        model_name = str(self.config.model.source)
+        plan_ref, config_ref = ray.put(plan), ray.put(self.config)  # stored once, not with every export
+
+        # One text encoding for the run, on the first actor; every actor (and any replacement) gets the result.
+        requests = [(job.video.source, plan.classes[job.video.name]) for job in jobs]
+        progress.start("encode texts (once for the run)")
+        count, texts = self.actors[0].encode_texts.options(num_returns=2).remote(self._text_requests(requests))
+        ray.get(count)  # a model that cannot load fails here, once, before any video
+        for actor in self.actors:
+            actor.add_texts.remote(texts)
+        progress.finish()
+
+        def emit(kind: str, job: _Job, outcome: VideoOutcome | None = None, worker: int | None = None) -> None:
+            if on_event:
+                on_event(LabelEvent(kind, job.video, job.position, total, outcome, worker))
+
+        def finish(job: _Job, outcome: VideoOutcome) -> None:
+            outcome.attempts = max(job.attempts + job.deaths, 1)
+            log.record(outcome)
+            overall.advance()
+            emit(outcome.status, job, outcome)
+
+        def failed(job: _Job, worker: int | None, reason: str, trace: str | None, *, death: bool = False) -> None:
+            """Requeue ``job`` after a failure, or record it as failed when its tries are spent."""
+            if death:
+                job.deaths += 1
+            else:
+                job.attempts += 1
+            if worker is not None:
+                job.failed_on.add(worker)
+            if job.attempts > self.retries or job.deaths > ACTOR_DEATHS_ALLOWED:
+                finish(job, VideoOutcome(job.video.name, "failed", reason,
+                                         round(time.perf_counter() - job.started, 3), trace))
+            else:
+                queue.appendleft(job)
+                emit("retry", job, VideoOutcome(job.video.name, "retry", reason), worker)
+
+        def next_job(worker: int) -> _Job | None:
+            """The longest queued video this worker has not failed; one it has failed only when no other live
+            worker could take it instead."""
+            for job in queue:
+                if worker not in job.failed_on:
+                    break
+            else:
+                job = next((j for j in queue if len(j.failed_on) >= len(self.actors)), None)
+                if job is None:
+                    return None
+            queue.remove(job)
+            return job
+
+        while queue or model_calls or exports:
+            for worker in list(idle):
+                job = next_job(worker)
+                if job is None:
+                    continue
+                idle.remove(worker)
+                job.started = job.started or time.perf_counter()
+                status, result = self.actors[worker].saliency.options(num_returns=2).remote(
+                    str(job.video.source), plan.classes[job.video.name])
+                model_calls[status] = (worker, job, result)
+                lanes[worker].start(f"actor {worker}: {job.video.name}")
+                emit("start", job, worker=worker)
+            if not model_calls and not exports:
+                continue  # only jobs that wait for another worker: the loop hands them out above
+            ready, _ = ray.wait([*model_calls, *exports], num_returns=1)
+            ref = ready[0]
+            if ref in model_calls:
+                worker, job, result = model_calls.pop(ref)
+                lanes[worker].finish()
+                try:
+                    status = ray.get(ref)
+                except ray.exceptions.RayActorError as exc:
+                    self.actors[worker] = self._new_actor()  # restarted: reloads the weights
+                    self.actors[worker].add_texts.remote(texts)
+                    idle.append(worker)
+                    failed(job, worker, f"the model actor died ({first_line(exc)[:200]})", None, death=True)
+                    continue
+                idle.append(worker)
+                if status["ok"]:
+                    exports[self._export.remote(plan_ref, job.video, result, config_ref, model_name)] = job
+                else:
+                    failed(job, worker, status["reason"], status["traceback"])
+            else:
+                job = exports.pop(ref)
+                try:
+                    outcome = ray.get(ref)
+                except ray.exceptions.RayError as exc:  # its worker died, or the result was lost with its actor
+                    failed(job, None, f"the export worker failed ({first_line(exc)[:200]})", None, death=True)
+                    continue
+                if outcome.status == "done":
+                    outcome.seconds = round(time.perf_counter() - job.started, 3)
+                    job.attempts += 1
+                    finish(job, outcome)
+                elif outcome.status == "interrupted":
+                    raise KeyboardInterrupt(outcome.reason)
+                else:
+                    failed(job, None, outcome.reason, outcome.traceback)
+        overall.finish()
+
+    def _text_requests(self, jobs: list[tuple[Any, list[str]]]) -> list[tuple[str, list[str]]]:
+        from vidseg.pipeline import VideoSegmenter
+
+        # Prompts and class checks need only the model's config files, which the driver reads without weights.
+        return VideoSegmenter.from_pretrained(config=self.config).text_requests(jobs)
+
+
+def label_videos_ray(config: Any, videos: Sequence[DatasetVideo], out_dir: str | Path, *,
+                     classes: Sequence[str] | None = None, shard: tuple[int, int] = (0, 1), progress: Any = None,
+                     on_event: Callable[[LabelEvent], None] | None = None, **cluster: Any) -> LabelSummary:
+    """``RayLabeler(config, **cluster).run(...)``: what ``vidseg label --ray`` runs."""
+    return RayLabeler(config, **cluster).run(videos, out_dir, classes=classes, shard=shard, progress=progress,
+                                             on_event=on_event)
