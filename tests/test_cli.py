@@ -52,6 +52,34 @@ def test_predict_end_to_end_writes_one_mask_per_frame(tiny_model_dir, video_fact
     assert np.isfinite(maps.astype(np.float32)).all()
     assert (folder / "overlay.mp4").stat().st_size > 0
     assert not list(out.glob(".*tmp*")), "temporary folders must be gone"
+    # The per-class summary counts what the masks hold.
+    stacked = np.stack([np.asarray(Image.open(m)) for m in masks])
+    for k, name in ((1, "person"), (2, "dog")):
+        stats = labels["classes"][name]
+        present = [(frame == k).mean() * 100 for frame in stacked if (frame == k).any()]
+        assert stats["frames_present"] == len(present)
+        assert stats["mean_area_percent"] == pytest.approx(np.mean(present) if present else 0.0, abs=1e-3)
+        assert stats["peak_saliency"] == pytest.approx(float(maps[k - 1].astype(np.float32).max()), abs=2e-2)
+    # Heatmaps: one frame per input frame, a panel per class; a preview sheet of 4 rows.
+    import av
+
+    with av.open(str(folder / "saliency.mp4")) as container:
+        heat = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    assert len(heat) == 21 and heat[0].shape[0] == 36  # two classes: two half-size panels side by side
+    preview = np.asarray(Image.open(folder / "preview.png"))
+    assert preview.shape[0] == 4 * 72 and preview.shape[2] == 3
+
+
+def test_predict_summary_table_and_no_heatmaps(tiny_model_dir, video_factory, tmp_path):
+    video = video_factory("clip.mp4", num_frames=9, height=48, width=80)
+    out = tmp_path / "out"
+    result = run_cli("predict", video, "--classes", "car", "boat", "--model", tiny_model_dir, "--out", out,
+                     "--no-export-heatmaps", "--no-crf")
+    assert result.exit_code == 0, result.output
+    assert not (out / "clip" / "saliency.mp4").exists() and not (out / "clip" / "preview.png").exists()
+    table = result.output[result.output.index("clip: 9 frames"):]
+    assert "frames present" in table and "car" in table and "boat" in table
+    assert set(json.loads((out / "clip" / "labels.json").read_text())["classes"]) == {"car", "boat"}
 
 
 def test_predict_renoise_gramcol_without_crf(tiny_model_dir, video_factory, tmp_path):

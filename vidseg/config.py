@@ -128,6 +128,7 @@ class ExportConfig:
 
     format: str = "palette"  # palette | vspw | coco | npz
     overlay: bool = True  # overlay.mp4: frames with coloured masks and a legend
+    heatmaps: bool = True  # saliency.mp4 (each class's probability over the frames) and preview.png
     workers: int = 0  # processes for refine + export; 0 = one per CPU core
     id_space: str = "contiguous"  # VSPW values: contiguous (0..123, the README mapping) | raw (1..124, raw masks)
 

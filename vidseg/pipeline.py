@@ -269,7 +269,7 @@ class VideoSegmenter:
     ) -> Iterator[tuple[int, np.ndarray]]:
         """``(frame_index, labels [H, W] uint8)`` for every frame of ``result``'s video, in memory (no files):
         probabilities, upsampling and CRF with the segmenter's config, a chunk of frames at a time."""
-        for idx, labels, _ in iter_labels(result, self.config, frame_indices=frame_indices):
+        for idx, labels, _, _ in iter_labels(result, self.config, frame_indices=frame_indices):
             yield idx, labels
 
     def predict(
@@ -292,11 +292,12 @@ def iter_labels(
     *,
     frame_indices: Sequence[int] | np.ndarray | None = None,
     workers: int | None = None,
-) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
-    """Label maps of ``result``'s video, frame by frame, in memory: yields ``(frame_index, labels, frame)``.
+) -> Iterator[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
+    """Label maps of ``result``'s video, frame by frame, in memory: yields ``(frame_index, labels, frame, probs)``.
 
     ``labels`` is uint8 ``[H, W]`` at the video's size (0 = background, i = the i-th class); ``frame`` the RGB
-    frame ``[H, W, 3]`` it was refined against. Saliency -> probabilities -> upsampling -> CRF run in chunks of
+    frame ``[H, W, 3]`` it was refined against; ``probs`` float32 ``[C + 1, h, w]`` the class probabilities at the
+    token grid (index 0 background; ``[C, h, w]`` when ``config.probs.background`` is None). Saliency -> probabilities -> upsampling -> CRF run in chunks of
     ``EXPORT_CHUNK`` frames, so memory stays bounded for long videos. ``frame_indices`` restricts the frames
     (default: all, in order); ``workers`` overrides ``config.export.workers`` (refinement processes; the result
     does not depend on it).
@@ -320,8 +321,9 @@ def iter_labels(
             )
             labels = to_labels(frames, probs, upsampler=config.upsample, crf=config.crf,
                                workers=config.export.workers if workers is None else workers)
+            probs = probs.cpu().numpy()
             for j, idx in enumerate(chunk):
-                yield int(idx), labels[j], frames[j]
+                yield int(idx), labels[j], frames[j], probs[j]
 
 
 def export_labels(
@@ -345,7 +347,8 @@ def export_labels(
     The ``vspw`` format has no background: every pixel gets one of the classes, as evaluation requires.
     ``workers`` overrides ``config.export.workers`` (see ``iter_labels``).
     """
-    from vidseg.export import SALIENCY_FILE, make_writers
+    from vidseg.export import HEATMAP_FILE, PREVIEW_FILE, SALIENCY_FILE, make_writers
+    from vidseg.export.heatmap import ClassSummary, HeatmapVideoWriter, PreviewSheet
 
     progress = progress or NoProgress()
     out_dir = Path(out_dir)
@@ -371,24 +374,35 @@ def export_labels(
                 fmt, tmp, result.classes, overlay=config.export.overlay and not flat, fps=info.fps, flat=flat,
                 id_space=config.export.id_space, size=size,
             )
+            heatmaps = config.export.heatmaps and not flat
+            views = [HeatmapVideoWriter(tmp / HEATMAP_FILE, result.classes, info.fps),
+                     PreviewSheet(tmp / PREVIEW_FILE, result.classes, indices)] if heatmaps else []
+            summary = ClassSummary(result.classes, result.sampled.numpy())
             progress.start("refine + export", total=len(indices))
-            for idx, labels, frame in iter_labels(result, labels_config, frame_indices=indices, workers=workers):
+            for idx, labels, frame, probs in iter_labels(result, labels_config, frame_indices=indices,
+                                                         workers=workers):
                 for writer in writers:
                     writer.add(idx, names[idx], labels, frame)
+                if heatmaps:
+                    views[0].add(idx, names[idx], frame, probs)
+                    views[1].add(idx, labels, frame, probs)
+                summary.add(labels)
                 progress.advance()
-            for writer in writers:
+            for writer in [*writers, *views]:
                 writer.close()
             result.save(tmp / SALIENCY_FILE)
-            _write_labels_json(tmp / "labels.json", result, config, model_name)
+            _write_labels_json(tmp / "labels.json", result, config, model_name, summary.as_dict())
             progress.finish()
     except OSError as exc:  # the disk filled up, or a write failed: atomic_dir has removed the temporary folder
         raise write_error(exc, out_dir.parent) from None
     return out_dir
 
 
-def _write_labels_json(path: Path, result: SaliencyResult, config: VidsegConfig, model_name: str) -> None:
+def _write_labels_json(path: Path, result: SaliencyResult, config: VidsegConfig, model_name: str,
+                       summary: dict[str, dict[str, float | int]]) -> None:
     doc = {
         "labels": {"0": "background", **{str(i + 1): c for i, c in enumerate(result.classes)}},
+        "classes": summary,
         "video": str(result.source),
         "num_frames": result.info.num_frames,
         "fps": result.info.fps,

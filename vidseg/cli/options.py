@@ -88,6 +88,7 @@ def build_config(
     workers: Optional[int] = None,
     export_format: Optional[str] = None,
     overlay: Optional[bool] = None,
+    heatmaps: Optional[bool] = None,
     id_space: Optional[str] = None,
 ) -> VidsegConfig:
     """Preset → model folder's vidseg.yaml → --config → --set → dedicated options; validated once."""
@@ -107,6 +108,7 @@ def build_config(
         ("export", "workers"): workers,
         ("export", "format"): export_format,
         ("export", "overlay"): overlay,
+        ("export", "heatmaps"): heatmaps,
         ("export", "id_space"): id_space,
     }
     for (section, key), value in options.items():

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.markup import escape
+from rich.table import Table
 
 from vidseg.cli import options as opt
 from vidseg.registry import EXPORT_FORMATS
@@ -28,12 +31,16 @@ def predict(
         None, "--format", help=f"{EXPORT_FORMATS.choices()}: palette PNGs, vspw single-channel PNGs, coco RLE JSON, npz the soft saliency only. Default: palette."
     ),
     overlay: Optional[bool] = typer.Option(None, "--overlay/--no-overlay", help="Write overlay.mp4. Default: on."),
+    heatmaps: Optional[bool] = typer.Option(
+        None, "--export-heatmaps/--no-export-heatmaps",
+        help="Write saliency.mp4 (each class's probability map over the frames) and preview.png. Default: on.",
+    ),
     settings: dict = None,  # the MODEL_OPTIONS (see with_model_options)
     quiet: bool = opt.QuietOpt,
     debug: bool = opt.DebugOpt,
 ) -> None:
     """Segment VIDEOS by class name: OUT/<stem>/masks/00000.png ... (one per input frame, input resolution),
-    labels.json, saliency.npz and overlay.mp4."""
+    labels.json (with a per-class summary, also printed), saliency.npz, overlay.mp4, saliency.mp4 and preview.png."""
     from vidseg.errors import ConfigError
     from vidseg.files import check_writable
     from vidseg.pipeline import VideoSegmenter, check_classes
@@ -47,11 +54,26 @@ def predict(
     if len(set(stems)) != len(stems):
         raise ConfigError("two videos share a file name; their outputs would collide in OUT/<stem>/")
     check_writable(out)
-    cfg = opt.build_config(**settings, export_format=export_format, overlay=overlay)
+    cfg = opt.build_config(**settings, export_format=export_format, overlay=overlay, heatmaps=heatmaps)
     with RichProgress(enabled=not quiet) as progress:
         progress.start(f"load {cfg.model.source}")
         segmenter = VideoSegmenter.from_pretrained(config=cfg)
         progress.finish()
         started = time.perf_counter()
         for folder in segmenter.predict(videos, names, out, progress=progress):
-            console.print(f"[green]wrote[/] {folder}  ({time.perf_counter() - started:.1f} s)", highlight=False)
+            console.print(f"[green]wrote[/] {escape(str(folder))}  ({time.perf_counter() - started:.1f} s)",
+                          highlight=False)
+            if not quiet:
+                console.print(class_table(folder))
+
+
+def class_table(folder: Path) -> Table:
+    """The per-class summary that ``labels.json`` holds, as a table."""
+    doc = json.loads((folder / "labels.json").read_text())
+    table = Table(title=f"{folder.name}: {doc['num_frames']} frames", title_justify="left")
+    for column in ("class", "frames present", "mean area % (where present)", "peak saliency"):
+        table.add_column(column, justify="left" if column == "class" else "right")
+    for name, stats in doc["classes"].items():
+        table.add_row(escape(name), f"{stats['frames_present']}", f"{stats['mean_area_percent']:.1f}",
+                      f"{stats['peak_saliency']:.2f}")
+    return table

@@ -12,7 +12,8 @@ coco        ``coco_rle.json``: COCO RLE record per (frame, class present)
 npz         no label files: the pipeline writes the soft saliency with ``write_saliency_npz`` (``saliency.npz``)
 ==========  =======================================================================================================
 
-``overlay=True`` adds ``overlay.mp4``.
+``overlay=True`` adds ``overlay.mp4``. Beside them the pipeline writes ``saliency.mp4`` and ``preview.png``
+(``vidseg.export.heatmap``) unless the layout is flat.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ MASKS_DIR = "masks"
 COCO_FILE = "coco_rle.json"
 OVERLAY_FILE = "overlay.mp4"
 SALIENCY_FILE = "saliency.npz"
+HEATMAP_FILE = "saliency.mp4"
+PREVIEW_FILE = "preview.png"
 
 __all__ = [
     "MaskWriter", "make_writers", "PaletteMaskWriter", "VspwMaskWriter", "CocoRleWriter",

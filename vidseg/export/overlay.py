@@ -66,25 +66,22 @@ def _paste_legend(image: np.ndarray, legend: tuple[np.ndarray, np.ndarray, tuple
     image[box] = (region * (1 - weight) + rgb[box] * weight).round().astype(np.uint8)
 
 
-class OverlayVideoWriter:
-    """Streams overlay frames into an mp4 at ``fps``; the encoder opens on the first frame (its size fixes the video's).
+class Mp4Encoder:
+    """Streams RGB frames into an mp4 at ``fps``; the encoder opens on the first frame, whose size fixes the video's
+    (odd sizes padded by one replicated row / column)."""
 
-    A ``frame`` of ``None`` draws the masks on black.
-    """
-
-    def __init__(self, path: str | Path, class_names: Sequence[str], fps: float, *, alpha: float = 0.5):
+    def __init__(self, path: str | Path, fps: float):
         try:
             import av
         except ImportError:
-            raise MissingDependencyError("overlay.mp4 needs PyAV; pip install av, or pass --no-overlay") from None
+            raise MissingDependencyError(f"{Path(path).name} needs PyAV; pip install av, or turn that output "
+                                         f"off") from None
         self._av = av
         self.path = Path(path)
-        self.class_names = list(class_names)
         self.fps = Fraction(fps).limit_denominator(1001) if fps > 0 else Fraction(8)
-        self.alpha = alpha
         self._container: Any = None
         self._stream: Any = None
-        self._legend: tuple[np.ndarray, np.ndarray, tuple[slice, slice]] | None = None
+        self.size: tuple[int, int] | None = None  # (height, width) of the first frame
         self._num_frames = 0
 
     def _open(self, height: int, width: int) -> None:
@@ -101,26 +98,18 @@ class OverlayVideoWriter:
         self._stream.pix_fmt = "yuv420p"
         if codec == "mpeg4":
             self._stream.bit_rate = 4_000_000
-        rgb, opacity = draw_legend(height, width, self.class_names)
-        rows, cols = np.nonzero(opacity)
-        box = (slice(rows.min(), rows.max() + 1), slice(cols.min(), cols.max() + 1)) if rows.size else (
-            slice(0, 0), slice(0, 0))
-        self._legend = (rgb, opacity, box)
+        self.size = (height, width)
 
-    def add(self, frame_idx: int, name: str, labels: np.ndarray, frame: np.ndarray | None = None) -> None:
-        labels = check_labels(labels)
-        if frame is None:
-            frame = np.zeros((*labels.shape, 3), dtype=np.uint8)
-        height, width = frame.shape[:2]
+    def write(self, image: np.ndarray, name: str = "") -> None:
+        """Append ``image`` ``[H, W, 3]`` uint8 RGB; every frame must have the first one's size."""
+        height, width = image.shape[:2]
         if self._container is None:
             self._open(height, width)
-        elif (width + width % 2, height + height % 2) != (self._stream.width, self._stream.height):
-            raise ValueError(f"frame {name} is {width}x{height}; overlay.mp4 was started at "
-                             f"{self._stream.width}x{self._stream.height}")
-        image = overlay_frame(frame, resize_labels(labels, (height, width)), self.alpha)
-        _paste_legend(image, self._legend)
+        elif (height, width) != self.size:
+            raise ValueError(f"frame {name} is {width}x{height}; {self.path.name} was started at "
+                             f"{self.size[1]}x{self.size[0]}")
         image = np.pad(image, ((0, height % 2), (0, width % 2), (0, 0)), mode="edge")
-        video_frame = self._av.VideoFrame.from_ndarray(image, format="rgb24")
+        video_frame = self._av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
         video_frame.pts = self._num_frames
         video_frame.time_base = 1 / self.fps
         for packet in self._stream.encode(video_frame):
@@ -134,3 +123,43 @@ class OverlayVideoWriter:
             self._container.mux(packet)
         self._container.close()
         self._container = None
+
+
+def legend_box(legend: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray, tuple[slice, slice]]:
+    """``draw_legend``'s output with the bounding box of its visible part, for ``_paste_legend``."""
+    rgb, opacity = legend
+    rows, cols = np.nonzero(opacity)
+    box = (slice(rows.min(), rows.max() + 1), slice(cols.min(), cols.max() + 1)) if rows.size else (
+        slice(0, 0), slice(0, 0))
+    return rgb, opacity, box
+
+
+def overlay_image(frame: np.ndarray, labels: np.ndarray, legend: tuple[np.ndarray, np.ndarray, tuple[slice, slice]],
+                  alpha: float = 0.5) -> np.ndarray:
+    """One overlay frame: the masks tinted over ``frame`` and the legend pasted in (``overlay.mp4``, previews)."""
+    image = overlay_frame(frame, resize_labels(labels, frame.shape[:2]), alpha)
+    _paste_legend(image, legend)
+    return image
+
+
+class OverlayVideoWriter:
+    """``overlay.mp4``: each frame with its masks tinted and the class legend. A ``frame`` of ``None`` draws the
+    masks on black."""
+
+    def __init__(self, path: str | Path, class_names: Sequence[str], fps: float, *, alpha: float = 0.5):
+        self._encoder = Mp4Encoder(path, fps)
+        self.path = self._encoder.path
+        self.class_names = list(class_names)
+        self.alpha = alpha
+        self._legend: tuple[np.ndarray, np.ndarray, tuple[slice, slice]] | None = None
+
+    def add(self, frame_idx: int, name: str, labels: np.ndarray, frame: np.ndarray | None = None) -> None:
+        labels = check_labels(labels)
+        if frame is None:
+            frame = np.zeros((*labels.shape, 3), dtype=np.uint8)
+        if self._legend is None:
+            self._legend = legend_box(draw_legend(*frame.shape[:2], self.class_names))
+        self._encoder.write(overlay_image(frame, labels, self._legend, self.alpha), name)
+
+    def close(self) -> None:
+        self._encoder.close()
