@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image
 
 from tests.conftest import moving_square_frames
-from tests.test_cli import run_cli
+from tests.test_cli import assert_one_line_error, run_cli
 
 
 def make_vspw_tree(root: Path, videos: dict[str, int], height: int = 48, width: int = 80) -> None:
@@ -69,3 +69,34 @@ def test_label_rejects_non_vspw_class_for_vspw_format(tiny_model_dir, tmp_path):
     result = run_cli("label", root, "--out", tmp_path / "pred", "--classes", "unicorn", "--model", tiny_model_dir)
     assert result.exit_code == 2
     assert "unicorn" in result.output
+
+
+def test_label_takes_class_names_as_typed(tiny_model_dir, tmp_path):
+    """`cup` is the VSPW class bottle_or_cup (raw 85, contiguous 84): the masks hold its id, the model reads `cup`."""
+    root, pred = tmp_path / "vspw", tmp_path / "pred"
+    make_vspw_tree(root, {"1_aaa": 3})
+    result = run_cli("label", root, "--out", pred, "--classes", "CUP", "Fence", "--model", tiny_model_dir,
+                     "--no-crf", "-q")
+    assert result.exit_code == 0, result.output
+    values = set(np.unique(np.asarray(Image.open(next((pred / "1_aaa").glob("*.png"))))))
+    assert values <= {84, 7} and values, values
+    labels = json.loads((pred / "1_aaa" / "labels.json").read_text())
+    assert labels["labels"] == {"0": "background", "1": "CUP", "2": "Fence"}
+    assert "CUP" in labels["prompt"] and "Fence" in labels["prompt"]
+
+
+def test_unknown_class_suggests_the_closest_vspw_names(tiny_model_dir, tmp_path):
+    root = tmp_path / "vspw"
+    make_vspw_tree(root, {"1_aaa": 3})
+    result = run_cli("label", root, "--out", tmp_path / "pred", "--classes", "bottel", "--model", tiny_model_dir)
+    assert_one_line_error(result, 2, "'bottel' is not a VSPW class", "did you mean bottle (bottle_or_cup)")
+    assert not (tmp_path / "pred").exists()
+
+
+def test_classes_command_lists_every_vspw_class():
+    result = run_cli("classes")
+    assert result.exit_code == 0
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 + 124 and lines[1].split()[:3] == ["0", "1", "wall"]
+    cup = run_cli("classes", "cup").output
+    assert "bottle_or_cup" in cup and "wall" not in cup

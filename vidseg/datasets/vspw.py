@@ -60,29 +60,39 @@ def _normalise(name: str) -> str:
     return " ".join(name.replace("_", " ").lower().split())
 
 
+def alternatives(raw_name: str) -> list[str]:
+    """The names an ``a_or_b`` VSPW class goes by: ``bottle_or_cup`` -> ["bottle", "cup"]; others: the name."""
+    return [part for part in raw_name.split("_or_") if part]
+
+
 @lru_cache(maxsize=1)
 def _name_index() -> dict[str, int]:
-    """Normalised raw names and prompt forms → contiguous id."""
+    """Normalised raw names, prompt forms and each alternative of ``a_or_b`` names → contiguous id."""
     index: dict[str, int] = {}
     for c in vspw_classes():
-        for key in (_normalise(c.name), _normalise(c.prompt)):
-            if index.setdefault(key, c.id) != c.id:
+        for key in (c.name, c.prompt, *alternatives(c.name)):
+            if index.setdefault(_normalise(key), c.id) != c.id:
                 raise ConfigError(f"vspw.yaml maps {key!r} to two classes; reinstall vidseg")
     return index
 
 
 def class_id(name: str) -> int:
-    """Contiguous id (0..123) of a VSPW class given by raw name (``handrail_or_fence``) or prompt form (``fence``).
+    """Contiguous id (0..123) of the VSPW class a user's name means: its raw name (``handrail_or_fence``), its
+    prompt form (``fence``) or any alternative of an ``a_or_b`` name (``cup`` → ``bottle_or_cup``).
 
-    Case, underscores and spaces do not matter. Unknown names raise ConfigError with the closest class.
+    Case, underscores and spaces do not matter. Unknown names raise ConfigError naming the closest classes.
     """
     key = _normalise(name)
     index = _name_index()
     if key in index:
         return index[key]
-    close = difflib.get_close_matches(key, list(index), n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
-    raise ConfigError(f"{name!r} is not a VSPW class{hint}; see configs/vspw.yaml for the 124 names")
+    classes = vspw_classes()
+    close = difflib.get_close_matches(key, list(index), n=6, cutoff=0.6)
+    suggestions = list(dict.fromkeys(
+        key if _normalise(classes[index[key]].name) == key else f"{key} ({classes[index[key]].name})"
+        for key in close))[:3]
+    hint = f"; did you mean {', '.join(suggestions)}?" if suggestions else ""
+    raise ConfigError(f"{name!r} is not a VSPW class{hint} (vidseg classes lists all 124)")
 
 
 def check_id_space(id_space: str) -> str:
