@@ -53,8 +53,13 @@ def moving_square_frames(num_frames: int, height: int, width: int, seed: int = 0
     return frames
 
 
-def write_video(path: Path, frames: np.ndarray, fps: float = 24.0, codec: str = "libx264") -> Path:
-    """Encode uint8 RGB frames [T, H, W, 3] with PyAV (libx264 → mp4, libvpx-vp9 → webm, libsvtav1 → AV1)."""
+def write_video(path: Path, frames: np.ndarray, fps: float = 24.0, codec: str = "libx264", *,
+                rotation: int = 0, times_ms: list[int] | None = None) -> Path:
+    """Encode uint8 RGB frames [T, H, W, 3] with PyAV (libx264 → mp4, libvpx-vp9 → webm, libsvtav1 → AV1).
+
+    ``rotation``: a display matrix of that many degrees counter-clockwise (as phones write: players show the
+    frames turned). ``times_ms``: each frame's presentation time in milliseconds (a variable frame rate).
+    """
     import av
     from fractions import Fraction
 
@@ -63,8 +68,16 @@ def write_video(path: Path, frames: np.ndarray, fps: float = 24.0, codec: str = 
         stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
         stream.width, stream.height = frames.shape[2], frames.shape[1]
         stream.pix_fmt = "yuv420p"
-        for frame in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+        if rotation:
+            stream.set_display_rotation(rotation)
+        if times_ms is not None:
+            stream.time_base = Fraction(1, 1000)
+            stream.codec_context.time_base = Fraction(1, 1000)
+        for i, frame in enumerate(frames):
+            video_frame = av.VideoFrame.from_ndarray(frame, format="rgb24")
+            if times_ms is not None:
+                video_frame.pts, video_frame.time_base = times_ms[i], Fraction(1, 1000)
+            for packet in stream.encode(video_frame):
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)

@@ -376,3 +376,76 @@ def test_crop_to_valid():
     torch.testing.assert_close(crop_to_valid(maps, (0, 24, 64, 72), 64, 96, out_size=(4, 3))[0, 0],
                                torch.tensor([1.5, 2.5, 3.5]))
     assert crop_to_valid(maps, (16, 0, 48, 96), 64, 96, out_size=(8, 12)).shape == (1, 8, 12)
+
+
+# -- orientation and variable frame rate ---------------------------------------------------------------------------
+
+def _asymmetric_frames(num_frames: int = 6, height: int = 128, width: int = 192) -> np.ndarray:
+    """A bright block in the top-left corner and a dim one along the bottom: every rotation looks different."""
+    frames = np.full((num_frames, height, width, 3), 40, np.uint8)
+    frames[:, : height // 3, : width // 4] = 230
+    frames[:, -height // 6:, width // 3:] = 120
+    return frames
+
+
+@pytest.mark.parametrize("reader", ["pyav", "decord", "auto"])
+@pytest.mark.parametrize("degrees", [90, 180, 270])
+def test_rotated_video_is_read_as_displayed(tmp_path, degrees, reader):
+    """A display matrix of d degrees counter-clockwise: every reader returns np.rot90(stored, d / 90)."""
+    if reader == "decord" and not HAS_DECORD:
+        pytest.skip("decord is not installed")
+    from tests.conftest import write_video as write_rgb_video
+
+    stored = _asymmetric_frames()
+    path = write_rgb_video(tmp_path / f"phone{degrees}.mp4", stored, fps=8, rotation=degrees)
+    expected = np.rot90(stored, degrees // 90, axes=(1, 2))
+    with open_video(path, reader=reader) as video:
+        assert (video.info.height, video.info.width) == expected.shape[1:3]
+        frames = video.read([0, 5])
+        streamed = np.concatenate([batch for _, batch in video.iter_frames(batch_size=4)])
+    assert frames.shape == (2, *expected.shape[1:])
+    assert np.abs(frames.astype(int) - expected[[0, 5]]).mean() < 4
+    assert np.array_equal(streamed[[0, 5]], frames)
+
+
+@pytest.mark.parametrize("reader", ["pyav", "decord"])
+def test_rotated_phone_clip_gives_upright_masks(tiny_model_dir, tmp_path, reader):
+    if reader == "decord" and not HAS_DECORD:
+        pytest.skip("decord is not installed")
+    from tests.conftest import write_video as write_rgb_video
+    from tests.test_cli import run_cli
+    from PIL import Image
+
+    path = write_rgb_video(tmp_path / "phone.mp4", _asymmetric_frames(num_frames=9), fps=8, rotation=90)
+    out = tmp_path / "out"
+    result = run_cli("predict", path, "--classes", "person", "--model", tiny_model_dir, "--out", out, "--no-crf",
+                     "--set", f"video.reader={reader}", "-q")
+    assert result.exit_code == 0, result.output
+    masks = sorted((out / "phone" / "masks").glob("*.png"))
+    assert len(masks) == 9 and Image.open(masks[0]).size == (128, 192)  # (width, height) of the portrait view
+    with av.open(str(out / "phone" / "overlay.mp4")) as container:
+        stream = container.streams.video[0]
+        assert (stream.width, stream.height) == (128, 192)
+
+
+def test_variable_frame_rate_is_sampled_by_presentation_time(tmp_path):
+    """Frames 50 ms apart, then 250 ms apart: sampling at 4 fps takes the frame shown every 250 ms, not every
+    (average fps / 4)-th index."""
+    from tests.conftest import write_video as write_rgb_video
+
+    times = [0, 50, 100, 150, 200, 250, 500, 750, 1000, 1250, 1500]
+    frames = np.stack([np.full((64, 96, 3), frame_level(i), np.uint8) for i in range(len(times))])
+    path = write_rgb_video(tmp_path / "vfr.mp4", frames, fps=8, times_ms=times)
+    for reader in ["pyav"] + (["decord"] if HAS_DECORD else []):
+        with open_video(path, reader=reader) as video:
+            info = video.info
+            assert np.allclose(info.timestamps, np.array(times) / 1000, atol=2e-3), reader
+            plan = plan_sampling(info.num_frames, info.fps, sample_fps=4, window_frames=9, window_overlap=2,
+                                 timestamps=info.timestamps)
+            assert plan.sampled_frames.tolist() == [0, 5, 6, 7, 8, 9, 10], reader
+            levels = video.read(plan.sampled_frames).reshape(len(plan.sampled_frames), -1).mean(axis=1)
+            assert np.allclose(levels, [frame_level(i) for i in plan.sampled_frames], atol=4), reader
+    # Evenly spaced timestamps keep the index formula (and the same frames as without timestamps).
+    even = plan_sampling(100, 30.0, sample_fps=8, window_frames=49, window_overlap=8, timestamps=np.arange(100) / 30)
+    assert np.array_equal(even.sampled_frames,
+                          plan_sampling(100, 30.0, sample_fps=8, window_frames=49, window_overlap=8).sampled_frames)

@@ -150,6 +150,7 @@ class VideoSegmenter:
             plan = plan_sampling(
                 info.num_frames, info.fps, sample_fps=cfg.video.sample_fps,
                 window_frames=cfg.video.num_frames, window_overlap=cfg.video.window_overlap,
+                timestamps=info.timestamps,
             )
             window_maps: list[torch.Tensor] = []
             for w, window in enumerate(plan.windows):

@@ -14,8 +14,11 @@ frame, counted without decoding), and frame ``i`` is the packet with the ``i``-t
 packet that fails to decode (corrupt data, a cut-off final packet) repeats the nearest earlier decoded frame, with
 a warning, so that ``read`` and ``iter_frames`` always agree on the count and on every frame.
 
-Not handled: rotation metadata (phone videos stored sideways are returned as stored), variable frame rate (frames
-are indexed in order; ``fps`` is the container's average rate), and streams other than the first video stream.
+Frames come as displayed: rotation metadata (phone videos stored sideways, a display matrix of 90 / 180 / 270
+degrees) is applied by every reader — decord applies it itself; PyAV's frames are rotated here — so masks and
+overlays match what a player shows. In ``auto`` mode a rotated file is read with PyAV (decord fails on some
+rotated sizes). Variable frame rate: ``VideoInfo.timestamps`` holds each frame's presentation time, and sampling
+(``vidseg.video.sample.plan_sampling``) picks frames by time. Streams other than the first video stream are ignored.
 """
 
 from __future__ import annotations
@@ -50,11 +53,13 @@ class VideoInfo:
 
     path: Path
     num_frames: int
-    fps: float
-    width: int
+    fps: float  # the average rate (frames / duration for a variable-rate file)
+    width: int  # as displayed (rotation applied)
     height: int
     backend: str  # decord | pyav | frames
     frame_names: list[str] = field(repr=False)
+    # Presentation time of each frame in seconds from the first, [num_frames]; None where unknown (frame folders).
+    timestamps: np.ndarray | None = field(default=None, repr=False)
 
 
 class VideoReader(ABC):
@@ -148,7 +153,7 @@ def open_video(path: str | Path, reader: str = "auto", *, frame_folder_fps: floa
         pyav_reader = PyAVReader(path)
     except VideoReadError:
         return decord_reader
-    if len(decord_reader) == len(pyav_reader):
+    if len(decord_reader) == len(pyav_reader) and not pyav_reader.rotated:
         pyav_reader.close()
         return decord_reader
     logger.info("decord counts %d frames in %s but the file holds %d; reading it with PyAV",
@@ -192,7 +197,13 @@ class DecordReader(VideoReader):
                                  "check the file, or use the PyAV reader (--reader pyav)") from None
         if num_frames == 0:
             raise VideoReadError(f"{path} has no video frames")
-        self.info = VideoInfo(path, num_frames, fps, int(width), int(height), "decord", _video_names(num_frames))
+        try:
+            starts = np.asarray(self._vr.get_frame_timestamp(list(range(num_frames))), np.float64)[:, 0]
+            timestamps = starts - starts[0]
+        except (decord.DECORDError, RuntimeError, IndexError):
+            timestamps = None
+        self.info = VideoInfo(path, num_frames, fps, int(width), int(height), "decord", _video_names(num_frames),
+                              timestamps)
 
     def read(self, indices: Sequence[int]) -> np.ndarray:
         idx = self._check_indices(indices)
@@ -252,12 +263,27 @@ class PyAVReader(VideoReader):
         fps = float(rate) if rate else 0.0
         if fps <= 0 and self._container.duration:
             fps = num_frames / (self._container.duration / 1e6)
+        timestamps = None
+        if self._pts_index is not None and stream.time_base is not None:
+            timestamps = (np.asarray(self._pts, np.float64) - self._pts[0]) * float(stream.time_base)
         ctx = stream.codec_context
-        self.info = VideoInfo(path, num_frames, fps, int(ctx.width), int(ctx.height), "pyav", _video_names(num_frames))
+        self.info = VideoInfo(path, num_frames, fps, int(ctx.width), int(ctx.height), "pyav", _video_names(num_frames),
+                              timestamps)
         self._warned_gap = False
+        self._quarter_turns = 0
         _, first = next(self._decode_from(0))  # fail now, not mid-pipeline, when not even the first frame decodes
         if not (self.info.width and self.info.height):  # some containers only know the size after decoding
             self.info.width, self.info.height = first.width, first.height
+        self._coded_size = (self.info.width, self.info.height)
+        # The display matrix: counter-clockwise degrees, which np.rot90 turns in quarter turns.
+        self._quarter_turns = round(float(getattr(first, "rotation", 0) or 0) / 90) % 4
+        if self._quarter_turns % 2:
+            self.info.width, self.info.height = self.info.height, self.info.width
+
+    @property
+    def rotated(self) -> bool:
+        """Whether the file carries a rotation that this reader applies."""
+        return self._quarter_turns != 0
 
     def _open(self, path: Path) -> Any:
         av = self._av
@@ -363,8 +389,10 @@ class PyAVReader(VideoReader):
             self._warned_gap = True
 
     def _to_rgb(self, frame: Any) -> np.ndarray:
-        # Resize too, in case the stream changes resolution midway.
-        return frame.to_ndarray(format="rgb24", width=self.info.width, height=self.info.height)
+        # Resize too, in case the stream changes resolution midway; then turn it as displayed.
+        width, height = self._coded_size
+        rgb = frame.to_ndarray(format="rgb24", width=width, height=height)
+        return np.ascontiguousarray(np.rot90(rgb, self._quarter_turns)) if self._quarter_turns else rgb
 
     def close(self) -> None:
         if self._container is not None:

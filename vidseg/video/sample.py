@@ -57,16 +57,20 @@ class SamplingPlan:
 
 
 def plan_sampling(
-    num_frames: int, fps: float, *, sample_fps: float, window_frames: int, window_overlap: int
+    num_frames: int, fps: float, *, sample_fps: float, window_frames: int, window_overlap: int,
+    timestamps: np.ndarray | None = None,
 ) -> SamplingPlan:
     """Sample a video of ``num_frames`` at ``fps`` down to ``sample_fps`` and cover it with windows.
 
     Args:
         num_frames: frames in the video (>= 1).
-        fps: the video's frame rate.
+        fps: the video's (average) frame rate.
         sample_fps: rate fed to the model; 0 keeps every frame.
         window_frames: frames per model window (49 for CogVideoX).
         window_overlap: minimum number of sampled frames shared by consecutive windows.
+        timestamps: ``[num_frames]`` presentation times in seconds. When they are not evenly spaced (a
+            variable-frame-rate file), the frames shown at ``k / sample_fps`` seconds are taken (the nearest
+            frame in time, each once), not every ``fps / sample_fps``-th index.
     """
     if num_frames < 1:
         raise ValueError(f"num_frames must be at least 1, got {num_frames}")
@@ -77,6 +81,8 @@ def plan_sampling(
 
     if sample_fps <= 0 or sample_fps >= fps:
         sampled = np.arange(num_frames, dtype=np.int64)
+    elif timestamps is not None and not evenly_spaced(timestamps):
+        sampled = frames_at_times(timestamps, np.arange(0.0, timestamps[-1] + 0.5 / sample_fps, 1.0 / sample_fps))
     else:
         step = fps / sample_fps  # original frames per sampled frame (> 1)
         count = int(np.floor((num_frames - 1) / step + 1e-9)) + 1
@@ -100,6 +106,21 @@ def plan_sampling(
         windows = [start + positions for start in starts]
         weights = [tent.copy() for _ in starts]
     return SamplingPlan(num_frames, sampled, windows, weights)
+
+
+def evenly_spaced(timestamps: np.ndarray, tolerance: float = 0.1) -> bool:
+    """Whether frame times are a constant rate, within ``tolerance`` of the mean frame duration."""
+    if len(timestamps) < 3:
+        return True
+    gaps = np.diff(np.asarray(timestamps, np.float64))
+    return bool(np.abs(gaps - gaps.mean()).max() <= tolerance * max(gaps.mean(), 1e-9))
+
+
+def frames_at_times(timestamps: np.ndarray, times: np.ndarray) -> np.ndarray:
+    """The frame nearest in time to each of ``times`` (ties to the later frame), duplicates dropped, in order."""
+    timestamps = np.asarray(timestamps, np.float64)
+    midpoints = (timestamps[1:] + timestamps[:-1]) / 2
+    return np.unique(np.searchsorted(midpoints, times, side="right")).astype(np.int64)
 
 
 def latent_index(window_frames: int) -> np.ndarray:
