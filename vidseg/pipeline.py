@@ -83,6 +83,14 @@ class VideoSegmenter:
         loaded.check_settings(config)  # from the model's config files: nothing heavy is loaded yet
         return cls(loaded, config)
 
+    def with_config(self, config: VidsegConfig) -> "VideoSegmenter":
+        """A segmenter on the same loaded model (and texts already encoded) with other settings, e.g. the web
+        demo's per-job choices. ``config`` must be validated; the model checks what concerns it."""
+        self.model.check_settings(config)
+        other = VideoSegmenter(self.model, config)
+        other._text_cache = self._text_cache
+        return other
+
     # -- text ---------------------------------------------------------------------------------------------------
 
     def prompt_for(self, classes: Sequence[str]) -> str:
