@@ -77,6 +77,37 @@ def test_ray_label_equals_the_plain_run(tiny_model_dir, tmp_path):
     assert again.returncode == 0 and "0 done, 3 skipped" in again.stderr, again.stderr
 
 
+@pytest.mark.slow
+def test_sigterm_stops_the_cluster_and_leaves_only_complete_videos(tiny_model_dir, tmp_path):
+    """SIGTERM once the first video is complete: exit 143, every folder in --out complete, no temporary folder, no
+    Ray process of the run left."""
+    import signal
+    import time
+
+    from vidseg.datasets import discover_videos, is_complete, png_per_stem
+
+    root, out = tmp_path / "vspw", tmp_path / "pred"
+    make_vspw_tree(root, {f"{i}_v": 6 + 2 * i for i in range(6)})
+    run = subprocess.Popen([shutil.which("vidseg"), "label", str(root), "--classes-from-gt", "--model",
+                            str(tiny_model_dir), "--out", str(out), "--ray", "-q"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 240
+    while not any(p.name.endswith("_v") for p in out.glob("*_v")) and run.poll() is None:
+        assert time.monotonic() < deadline, "no video finished"
+        time.sleep(0.2)
+    run.send_signal(signal.SIGTERM)
+    _, stderr = run.communicate(timeout=120)
+    assert run.returncode == 143, stderr
+    assert "interrupted: rerun the same command to resume" in " ".join(stderr.split())
+    videos = {v.name: v for v in discover_videos(root)}
+    written = [p for p in out.iterdir() if p.is_dir()]
+    assert written and all(is_complete(p, png_per_stem(videos[p.name])) for p in written), written
+    assert json.loads((out / "label_log.json").read_text())["interrupted"] is True
+    time.sleep(2)  # the raylet and workers exit as the driver disconnects
+    left = subprocess.run(["pgrep", "-s", str(run.pid)], capture_output=True, text=True).stdout.split()
+    assert not left, f"processes of the run still alive: {left}"
+
+
 @pytest.fixture(scope="module")
 def cluster():
     """One local cluster of 2 CPUs for the library-level tests (the runner joins it rather than starting one)."""
