@@ -37,7 +37,7 @@ from vidseg.datasets.sources import DatasetVideo
 from vidseg.errors import ConfigError, MissingDependencyError, VidsegError, first_line
 
 INSTALL_HINT = "pip install 'vidseg[ray]'"
-ACTOR_DEATHS_ALLOWED = 2  # a video on which this many model actors died is recorded as failed (e.g. it runs OOM)
+ACTOR_DEATHS_ALLOWED = 2  # a video on which more model actors died is recorded as failed (e.g. it runs OOM)
 STOP_GRACE_SECONDS = 30.0  # how long Ctrl-C waits for exports in flight to remove their temporary folders
 
 
@@ -125,7 +125,6 @@ class _Job:
     deaths: int = 0
     failed_on: set[int] = field(default_factory=set)
     started: float = 0.0
-    last_failure: dict[str, Any] = field(default_factory=dict)
 
 
 class RayLabeler:
@@ -231,7 +230,7 @@ class RayLabeler:
         for ref in self._exports:
             ray.cancel(ref)  # a KeyboardInterrupt in the task: label_one cleans up and reports it
         ray.wait(list(self._exports), num_returns=len(self._exports), timeout=STOP_GRACE_SECONDS)
-        for ref, job in self._exports.items():
+        for ref in self._exports:
             ray.cancel(ref, force=True)
         how = f"stopped by {why}" if why else "stopped by Ctrl-C"
         for job in self._exports.values():
@@ -358,10 +357,3 @@ class RayLabeler:
         # Prompts and class checks need only the model's config files, which the driver reads without weights.
         return VideoSegmenter.from_pretrained(config=self.config).text_requests(jobs)
 
-
-def label_videos_ray(config: Any, videos: Sequence[DatasetVideo], out_dir: str | Path, *,
-                     classes: Sequence[str] | None = None, shard: tuple[int, int] = (0, 1), progress: Any = None,
-                     on_event: Callable[[LabelEvent], None] | None = None, **cluster: Any) -> LabelSummary:
-    """``RayLabeler(config, **cluster).run(...)``: what ``vidseg label --ray`` runs."""
-    return RayLabeler(config, **cluster).run(videos, out_dir, classes=classes, shard=shard, progress=progress,
-                                             on_event=on_event)
