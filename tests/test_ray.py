@@ -62,19 +62,19 @@ def _vidseg(*args) -> subprocess.CompletedProcess:
 
 @pytest.mark.slow
 def test_ray_label_equals_the_plain_run(tiny_model_dir, tmp_path):
-    """The real command in a fresh process: it starts a local cluster, labels, stops it; a rerun skips."""
+    """The real `vidseg label --ray` in a fresh process (it starts a local cluster, labels, stops it) writes what the
+    plain run writes; a plain rerun then skips every video."""
     root = tmp_path / "vspw"
     make_vspw_tree(root, {"1_aaa": 10, "2_bbb": 7, "3_ccc": 14})
     common = ["label", root, "--split", "val.txt", "--classes-from-gt", "--model", tiny_model_dir, "-q"]
-    plain = _vidseg(*common, "--out", tmp_path / "plain")
-    assert plain.returncode == 0, plain.stderr
+    plain = run_cli(*common, "--out", tmp_path / "plain")
+    assert plain.exit_code == 0, plain.output
     on_ray = _vidseg(*common, "--out", tmp_path / "ray", "--ray")
     assert on_ray.returncode == 0, on_ray.stderr
     assert "3 done, 0 skipped, 0 failed of 3 videos" in on_ray.stderr
     assert_same_outputs(tmp_path / "plain", tmp_path / "ray")
-    # A rerun without Ray skips everything the Ray run wrote.
-    again = _vidseg(*common, "--out", tmp_path / "ray")
-    assert again.returncode == 0 and "0 done, 3 skipped" in again.stderr, again.stderr
+    again = run_cli(*common, "--out", tmp_path / "ray")
+    assert again.exit_code == 0 and "0 done, 3 skipped" in again.output, again.output
 
 
 @pytest.mark.slow
