@@ -220,3 +220,11 @@ def test_labels_in_memory_without_files(tiny_model_dir, video_factory, tmp_path)
     assert list(tmp_path.iterdir()) == [video]
     some = list(segmenter.iter_labels(result, frame_indices=[3, 7]))
     assert [i for i, _ in some] == [3, 7] and np.array_equal(some[1][1], frames[7][1])
+
+
+def test_demo_without_gradio_is_one_line(tiny_model_dir, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "gradio", None)  # import gradio now raises ImportError
+    result = run_cli("demo", "--model", tiny_model_dir)
+    assert_one_line_error(result, 2, "vidseg[demo]")

@@ -66,7 +66,8 @@ class GroundingReader:
     * pointing: per latent frame, a softmax over patches of concept key . video query must put its mass on the
       concept's object (the padding slot: on the background), so the read-out's argmax surrogate lands there;
     * Gram: with a straight-through hard argmax anchor, a softmax over slots of each token's Gram column entries
-      (``<o_p, o_anchor(s)>``) must pick the token's own slot. Not on the z-score: with one concept the z-score
+      (``<o_p, o_anchor(s)>``) must pick the token's own slot (cross-entropy, labels weighted alike), and each
+      concept's share of that softmax must overlap its object (soft IoU, which counts every background token). Not on the z-score: with one concept the z-score
       over slots is +-sqrt(n0) whatever the margin, so it gives no gradient; the Gram margin does, and the z-score
       is an increasing affine map of the Gram entries per token, so the same slot wins it;
     * identity: a softmax over slots of each token's query . concept keys must pick the token's own slot, a
@@ -111,6 +112,14 @@ class GroundingReader:
         columns = torch.einsum("bhfpd,bhsfd->bhsfp", o, anchors) / math.sqrt(d)  # [B, H, S, F, P]
         label = self.label[:, None].expand(B, H, F_, h * w)
         gram_loss = (F.cross_entropy(columns.transpose(1, 2), label, reduction="none") * self.token_w[:, None]).sum() / H
+        # Soft IoU of each concept's slot with its object: a small object needs the background right almost
+        # everywhere, which the label-balanced cross-entropy alone does not ask for.
+        share = columns.softmax(dim=2)[:, :, :-1]  # [B, H, C, F, P]
+        inside = self.targets[:, None, :-1]
+        overlap = (share * inside).sum((-1, -2))
+        union = (share + inside - share * inside).sum((-1, -2)).clamp_min(1e-6)
+        in_clip = (inside.sum((-1, -2)) > 0.5).float() * self.weight[:, None, None]
+        gram_loss = gram_loss + ((1 - overlap / union) * in_clip).sum() / in_clip.sum().clamp_min(1)
         identity_loss = (F.cross_entropy(logits.transpose(1, 2), label, reduction="none") * self.token_w[:, None]).sum() / H
         self.losses.append(pointing_loss + gram_loss + identity_loss)
         hit = (torch.gather(target.expand_as(logits), -1, logits.argmax(-1, keepdim=True))[..., 0] > 0.5).float()
