@@ -259,7 +259,11 @@ class RayLabeler:
         requests = [(job.video.source, plan.classes[job.video.name]) for job in jobs]
         progress.start("encode texts (once for the run)")
         count, texts = self.actors[0].encode_texts.options(num_returns=2).remote(self._text_requests(requests))
-        ray.get(count)  # a model that cannot load fails here, once, before any video
+        try:
+            ray.get(count)  # a model that cannot load fails here, once, before any video
+        except ray.exceptions.RayError as exc:
+            cause = getattr(exc, "cause", None) or exc
+            raise VidsegError(f"the model actor could not load the model: {first_line(cause)}") from None
         for actor in self.actors:
             actor.add_texts.remote(texts)
         progress.finish()
