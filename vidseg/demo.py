@@ -91,16 +91,16 @@ class DemoJobs:
                 inversion: str | None = None, upsampler: str | None = None, progress: Any = None) -> dict[str, Any]:
         """One job: returns the paths of ``overlay``, ``heatmaps`` (or None), ``masks_zip`` and ``saliency`` and the
         ``summary`` rows ``[class, frames present, mean area %, peak saliency]``."""
-        from vidseg.cli._app import split_class_names
         from vidseg.errors import ConfigError
         from vidseg.export import HEATMAP_FILE, MASKS_DIR, OVERLAY_FILE, SALIENCY_FILE
+        from vidseg.export.heatmap import ClassSummary
         from vidseg.pipeline import check_classes
 
         if not video:
             raise ConfigError("no video: upload one first")
         if not (classes or "").strip():
             raise ConfigError("no classes: type the names to segment, e.g. person, dog")
-        names = check_classes(split_class_names([classes or ""]))
+        names = check_classes(classes.split(","))
         config = self.settings_for(map_kind, inversion, upsampler)
         with self._lock:
             self._count += 1
@@ -114,7 +114,8 @@ class DemoJobs:
                 archive.write(mask, f"{folder.name}/{mask.name}")
             archive.write(folder / "labels.json", f"{folder.name}/labels.json")
         self._forget_old_jobs()
-        summary = _summary_rows(folder / "labels.json")
+        summary = [[name, frames, round(area, 1), round(peak, 2)]
+                   for name, frames, area, peak in ClassSummary.rows(folder / "labels.json")]
         heatmaps = folder / HEATMAP_FILE
         return {"overlay": folder / OVERLAY_FILE, "heatmaps": heatmaps if heatmaps.exists() else None,
                 "masks_zip": masks_zip, "saliency": folder / SALIENCY_FILE, "summary": summary}
@@ -123,14 +124,6 @@ class DemoJobs:
         jobs = sorted(p for p in self.root.glob("job*") if p.is_dir())
         for old in jobs[:-JOBS_KEPT]:
             shutil.rmtree(old, ignore_errors=True)
-
-
-def _summary_rows(labels_json: Path) -> list[list[Any]]:
-    import json
-
-    doc = json.loads(labels_json.read_text())
-    return [[name, s["frames_present"], round(s["mean_area_percent"], 1), round(s["peak_saliency"], 2)]
-            for name, s in doc["classes"].items()]
 
 
 def build_demo(jobs: DemoJobs) -> Any:

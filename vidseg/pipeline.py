@@ -383,18 +383,17 @@ def export_labels(
                 fmt, tmp, result.classes, overlay=config.export.overlay and not flat, fps=info.fps, flat=flat,
                 id_space=config.export.id_space, size=size,
             )
-            heatmaps = config.export.heatmaps and not flat
             views = [HeatmapVideoWriter(tmp / HEATMAP_FILE, result.classes, info.fps),
-                     PreviewSheet(tmp / PREVIEW_FILE, result.classes, indices)] if heatmaps else []
+                     PreviewSheet(tmp / PREVIEW_FILE, result.classes, indices)] if (
+                config.export.heatmaps and not flat) else []
             summary = ClassSummary(result.classes, result.sampled.numpy())
             progress.start("refine + export", total=len(indices))
             for idx, labels, frame, probs in iter_labels(result, labels_config, frame_indices=indices,
                                                          workers=workers):
                 for writer in writers:
                     writer.add(idx, names[idx], labels, frame)
-                if heatmaps:
-                    views[0].add(idx, names[idx], frame, probs)
-                    views[1].add(idx, labels, frame, probs)
+                for view in views:  # they need the probabilities too
+                    view.add(idx, names[idx], labels, frame, probs)
                 summary.add(labels)
                 progress.advance()
             for writer in [*writers, *views]:

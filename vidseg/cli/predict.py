@@ -69,11 +69,12 @@ def predict(
 
 def class_table(folder: Path) -> Table:
     """The per-class summary that ``labels.json`` holds, as a table."""
-    doc = json.loads((folder / "labels.json").read_text())
-    table = Table(title=f"{folder.name}: {doc['num_frames']} frames", title_justify="left")
+    from vidseg.export.heatmap import ClassSummary
+
+    num_frames = json.loads((folder / "labels.json").read_text())["num_frames"]
+    table = Table(title=f"{folder.name}: {num_frames} frames", title_justify="left")
     for column in ("class", "frames present", "mean area % (where present)", "peak saliency"):
         table.add_column(column, justify="left" if column == "class" else "right")
-    for name, stats in doc["classes"].items():
-        table.add_row(escape(name), f"{stats['frames_present']}", f"{stats['mean_area_percent']:.1f}",
-                      f"{stats['peak_saliency']:.2f}")
+    for name, frames, area, peak in ClassSummary.rows(folder / "labels.json"):
+        table.add_row(escape(name), f"{frames}", f"{area:.1f}", f"{peak:.2f}")
     return table

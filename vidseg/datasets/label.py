@@ -356,12 +356,13 @@ def plan_labels(
     from vidseg.datasets.vspw import gt_class_prompts
 
     out_dir = Path(out_dir)
-    mine = shard_videos(videos, shard)
-    flat = config.export.format in ("vspw", "palette")
-    fingerprint = settings_fingerprint(config, classes)
-    pending = [v for v in mine if not is_complete(out_dir / v.name, png_per_stem(v) if flat else (), fingerprint)]
-    class_lists = {v.name: list(classes) if classes is not None else gt_class_prompts(v.mask_paths) for v in pending}
-    return LabelPlan(out_dir, mine, pending, class_lists, fingerprint, flat)
+    plan = LabelPlan(out_dir, shard_videos(videos, shard), [], {}, settings_fingerprint(config, classes),
+                     config.export.format in ("vspw", "palette"))
+    plan.pending = [v for v in plan.videos
+                    if not is_complete(out_dir / v.name, plan.expected_files(v), plan.fingerprint)]
+    plan.classes = {v.name: list(classes) if classes is not None else gt_class_prompts(v.mask_paths)
+                    for v in plan.pending}
+    return plan
 
 
 def export_dataset_video(result: Any, video: DatasetVideo, folder: Path, config: Any, *, flat: bool,

@@ -147,6 +147,7 @@ class RayLabeler:
         self.config, self.address = config, address
         self.num_actors, self.gpus_per_actor, self.retries = num_actors, gpus_per_actor, retries
         self.actors: list[Any] = []  # handles, by worker index; a replaced actor takes its index
+        self._exports: dict[Any, _Job] = {}  # export task ref -> its video, while in flight
         self._owns_cluster = False
 
     # -- cluster ------------------------------------------------------------------------------------------------
@@ -212,7 +213,7 @@ class RayLabeler:
             return log.close()
         positions = {v.name: i for i, v in enumerate(plan.videos, 1)}
         jobs = [_Job(v, positions[v.name]) for v in sorted(plan.pending, key=video_length, reverse=True)]
-        self._exports: dict[Any, _Job] = {}
+        self._exports = {}
         try:
             progress.start("start Ray")
             self._start()
@@ -236,8 +237,7 @@ class RayLabeler:
         for job in self._exports.values():
             remove_leftovers(plan.out_dir, job.video.name)
             if not is_complete(plan.out_dir / job.video.name, plan.expected_files(job.video), plan.fingerprint):
-                log.summary.outcomes.append(VideoOutcome(job.video.name, "interrupted",
-                                                         f"{how}; its partial output was removed"))
+                log.record(VideoOutcome(job.video.name, "interrupted", f"{how}; its partial output was removed"))
         log.summary.interrupted = True
         log.write()
 

@@ -60,7 +60,7 @@ class HeatmapVideoWriter:
     """``saliency.mp4``: a panel per class (frame + its probability map + name + colour bar), tiled in a grid whose
     width is about the frame's, frame by frame.
 
-    ``add(frame_idx, name, frame, probs)`` takes ``probs`` ``[C + 1, h, w]`` (index 0 background, as
+    ``add(frame_idx, name, labels, frame, probs)`` takes ``probs`` ``[C + 1, h, w]`` (index 0 background, as
     ``saliency_to_probs`` returns; with no background row, ``[C, h, w]``) at the token grid or any size.
     """
 
@@ -81,7 +81,7 @@ class HeatmapVideoWriter:
             self._bar = colour_bar(size[1])
         return [heatmap_panel(small, p, n, self._bar) for p, n in zip(class_probs, self.class_names)]
 
-    def add(self, frame_idx: int, name: str, frame: np.ndarray, probs: np.ndarray) -> None:
+    def add(self, frame_idx: int, name: str, labels: np.ndarray, frame: np.ndarray, probs: np.ndarray) -> None:
         self._encoder.write(grid(self.panels(frame, probs), self.columns), name)
 
     def close(self) -> None:
@@ -103,7 +103,7 @@ class PreviewSheet:
         self._legend = None
         self._bar: np.ndarray | None = None
 
-    def add(self, frame_idx: int, labels: np.ndarray, frame: np.ndarray, probs: np.ndarray) -> None:
+    def add(self, frame_idx: int, name: str, labels: np.ndarray, frame: np.ndarray, probs: np.ndarray) -> None:
         if frame_idx not in self.wanted:
             return
         panels = 2 + len(self.class_names)
@@ -146,6 +146,14 @@ class ClassSummary:
         self.frames += present
         self.area += np.where(present, counts / labels.size * 100.0, 0.0)
         self.num_frames += 1
+
+    @staticmethod
+    def rows(labels_json: str | Path) -> list[tuple[str, int, float, float]]:
+        """``(class, frames present, mean area %, peak saliency)`` per class, from a written ``labels.json``."""
+        import json
+
+        classes = json.loads(Path(labels_json).read_text())["classes"]
+        return [(name, s["frames_present"], s["mean_area_percent"], s["peak_saliency"]) for name, s in classes.items()]
 
     def as_dict(self) -> dict[str, dict[str, float | int]]:
         """``{class: {"frames_present", "mean_area_percent" (over those frames), "peak_saliency"}}``."""

@@ -270,7 +270,6 @@ class PyAVReader(VideoReader):
         self.info = VideoInfo(path, num_frames, fps, int(ctx.width), int(ctx.height), "pyav", _video_names(num_frames),
                               timestamps)
         self._warned_gap = False
-        self._quarter_turns = 0
         _, first = next(self._decode_from(0))  # fail now, not mid-pipeline, when not even the first frame decodes
         if not (self.info.width and self.info.height):  # some containers only know the size after decoding
             self.info.width, self.info.height = first.width, first.height
