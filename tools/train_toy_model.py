@@ -3,30 +3,30 @@
 The model is the real diffusers ``CogVideoXTransformer3DModel`` (trained), with a frozen random
 ``AutoencoderKLCogVideoX`` and a frozen random T5 encoder, all built by ``vidseg.models.tiny.build_small_pipeline``
 at ``TOY_SPEC``'s shape, and it is saved in diffusers layout to ``--out`` (with ``configs/toy.yaml`` as its
-``vidseg.yaml``). Training data is a pool of toy-world clips (``vidseg.toyworld``, seeds from ``TRAIN_SEED0`` on; evaluation
-uses other seeds), encoded once by the frozen VAE through the same functions ``vidseg predict`` uses.
+``vidseg.yaml``). Training data: a pool of 9-frame toy-world clips (``vidseg.toyworld``, seeds from ``TRAIN_SEED0``)
+and a pool of single frames (seeds from ``FRAME_SEED0``; evaluation uses seeds below both), encoded once by the
+frozen VAE through the same functions ``vidseg predict`` uses. Three steps in four are single-frame batches: a
+frame has a third of a clip's tokens, so the shapes are seen about three times as often per second of CPU.
 
 Loss = v-prediction MSE (the diffusion objective, CogVideoX-2B's DDIM schedule) + an **auxiliary grounding loss**
-on the read-out's own quantities in the map layers, computed through vidseg's concept stream
-(``vidseg.imap.processor.concept_stream_attention`` with a training reader), for every head:
-
-* surrogate: per latent frame, a softmax over patches of concept key . video query must put its mass on the
-  concept's object (the padding slot: on the background), so the read-out's argmax lands there;
-* Gram column: with a straight-through hard argmax anchor, the slot-z-scored Gram column (as the read-out
-  computes it) must be positive on the concept's tokens and negative elsewhere (balanced logistic loss).
+up to ``AUX_MAX_T``: ``GroundingReader`` on the read-out's own quantities in the map layers, computed through
+vidseg's concept stream (``vidseg.imap.processor.concept_stream_attention`` with a training reader), for every
+head, plus ``TokenProbe``, a training-only linear classifier of every token's label from the video states of a
+few blocks (not saved), which gives every token a signal to learn the shapes from.
 
 So the toy model is *trained to ground its words*: it tests vidseg's plumbing and read-out on maps that mean
 something; it is no evidence for the paper's claim that grounding emerges without such a loss.
 
 Reproducible: everything is seeded and single-process; ``--threads`` fixes torch's thread count (results match
-bit for bit only at the same thread count and torch build). On the 2-core CPU: see ``--help`` defaults and the
-README for the time it took.
+bit for bit only at the same thread count and torch build). ``--resume`` continues from the training state saved
+beside ``--out`` (optimizer, schedule, probe, random generators, step) and gives the same weights as a run that
+was never stopped, so a long CPU run can be spread over several sittings.
 
-    python tools/train_toy_model.py --out toy-model/ --pool-cache ~/.cache/vidseg
+    python tools/train_toy_model.py --out toy-model/ --pool-cache ~/.cache/vidseg [--resume]
     vidseg predict toy.mp4 --classes circle square --model toy-model/
 
-Status: on the 2-core CPU this does not yet give a model that segments; the README says what 1,000 steps of
-this recipe measured and what to try next.
+Status: on the 2-core CPU this does not yet give a model that segments; the README says what the runs so far
+measured.
 """
 
 from __future__ import annotations
@@ -53,9 +53,12 @@ from vidseg.toyworld import SHAPES, render_clip  # noqa: E402
 from vidseg.video.sample import fit_frames  # noqa: E402
 
 TRAIN_SEED0 = 1_000_000  # training clips use seeds TRAIN_SEED0 + i; evaluation uses seeds below it
+FRAME_SEED0 = 2_000_000  # single training frames use seeds FRAME_SEED0 + i
 WARMUP_STEPS = 100
-AUX_MAX_T = 700
-COUNT_P = [0.2, 0.4, 0.4]  # objects per training batch  # the grounding loss applies up to this timestep (the read-out is at t = 399)
+AUX_MAX_T = 400  # the grounding losses apply up to this timestep (configs/toy.yaml reads out below it)
+COUNT_P = [0.2, 0.4, 0.4]  # objects per training batch: identity is learnt where a distractor is
+FRAME_P = 0.75  # share of steps on single frames (a third of a clip's tokens), where shapes are learnt cheaply
+PROBE_BLOCKS = (1, 2, 3, 4, 5)  # blocks whose video states feed the training-only token classifier
 
 
 class GroundingReader:
@@ -66,14 +69,17 @@ class GroundingReader:
     * pointing: per latent frame, a softmax over patches of concept key . video query must put its mass on the
       concept's object (the padding slot: on the background), so the read-out's argmax surrogate lands there;
     * Gram: with a straight-through hard argmax anchor, a softmax over slots of each token's Gram column entries
-      (``<o_p, o_anchor(s)>``) must pick the token's own slot (cross-entropy, labels weighted alike), and each
-      concept's share of that softmax must overlap its object (soft IoU, which counts every background token). Not on the z-score: with one concept the z-score
-      over slots is +-sqrt(n0) whatever the margin, so it gives no gradient; the Gram margin does, and the z-score
-      is an increasing affine map of the Gram entries per token, so the same slot wins it;
+      (``<o_p, o_anchor(s)>``) must pick the token's own slot (cross-entropy, tokens weighed as below), and each
+      concept's share of that softmax must overlap its object (soft IoU, which counts every background token).
+      Not on the z-score: with one concept the z-score over slots is +-sqrt(n0) whatever the margin, so it gives
+      no gradient; the Gram margin does, and the z-score is an increasing affine map of the Gram entries per
+      token, so the same slot wins it;
     * identity: a softmax over slots of each token's query . concept keys must pick the token's own slot, a
       per-token signal that tells a circle from a star everywhere, not only at the argmax.
 
-    Tokens count when one label covers at least half of them; labels weigh alike within a clip.
+    Tokens count when one label covers at least half of them. Within a clip the background's tokens weigh half and
+    the objects' the other half (alike per object): with labels weighed alike a 4 % object and the 90 % background
+    counted the same, and the model learnt to over-claim foreground.
 
     Args:
         targets: ``[B, slots, F, P]`` how much of each token each slot's object covers (last slot: background).
@@ -84,10 +90,13 @@ class GroundingReader:
     def __init__(self, targets: torch.Tensor, weight: torch.Tensor, grid: tuple[int, int, int]):
         self.targets, self.weight, self.grid = targets, weight, grid
         cover, label = targets.max(dim=1)  # [B, F, P]
-        one_hot = F.one_hot(label, targets.shape[1]).movedim(-1, 1) * (cover >= 0.5)[:, None]  # [B, S, F, P]
+        one_hot = F.one_hot(label, targets.shape[1]).movedim(-1, 1) * (cover >= 0.5)[:, None]
+        one_hot = one_hot.float()  # [B, S, F, P]; float, or the weights below round to integers
         per_label = one_hot.sum((-1, -2), keepdim=True)
-        # Each present label weighs 1 per clip, spread over its tokens; then clips by their loss weight.
-        token_w = (one_hot / per_label.clamp_min(1)).sum(1) * weight[:, None, None]  # [B, F, P]
+        objects_present = (per_label[:, :-1] > 0).sum(1, keepdim=True).clamp_min(1)  # [B, 1, 1, 1]
+        label_w = torch.cat([0.5 / objects_present.expand(-1, targets.shape[1] - 1, -1, -1),
+                             torch.full_like(per_label[:, -1:], 0.5)], dim=1)
+        token_w = (one_hot * label_w / per_label.clamp_min(1)).sum(1) * weight[:, None, None]  # [B, F, P]
         self.label, self.token_w = label, token_w / token_w.sum().clamp_min(1e-6)
         self.losses: list[torch.Tensor] = []
         self.hits: list[torch.Tensor] = []
@@ -152,13 +161,15 @@ def token_coverage(labels: np.ndarray, grid: tuple[int, int, int]) -> np.ndarray
     return np.stack([cells[g].mean(axis=0).reshape(h * w, -1) for g in groups])
 
 
-def build_pool(pipeline, count: int, grid, log) -> dict:
-    """Render and encode ``count`` training clips (1, 2 and 3 objects in turn)."""
+def build_pool(pipeline, count: int, num_frames: int, seed0: int, log) -> dict:
+    """Render and encode ``count`` training clips of ``num_frames`` frames (1, 2 and 3 objects in turn)."""
     spec = TOY_SPEC
+    grid = (1 + (num_frames - 1) // 4, spec.height // spec.spatial_compression // 2,
+            spec.width // spec.spatial_compression // 2)
     latents, coverage, objects, captions = [], [], [], []
     start = time.time()
     for i in range(count):
-        clip = render_clip(TRAIN_SEED0 + i, num_frames=spec.num_frames, height=spec.height, width=spec.width,
+        clip = render_clip(seed0 + i, num_frames=num_frames, height=spec.height, width=spec.width,
                            num_objects=i % 3 + 1)
         pixels, _ = fit_frames(clip.frames, spec.height, spec.width)
         latents.append(encode_frames(pipeline.vae, pixels)[0])  # [F, C, h, w]
@@ -166,18 +177,62 @@ def build_pool(pipeline, count: int, grid, log) -> dict:
         objects.append([SHAPES.index(s) for s in clip.classes])
         captions.append(f"A video of {clip.caption}.")
         if (i + 1) % 500 == 0:
-            log(f"pool: {i + 1}/{count} clips ({time.time() - start:.0f} s)")
+            log(f"pool: {i + 1}/{count} clips of {num_frames} frames ({time.time() - start:.0f} s)")
     return {"latents": torch.stack(latents), "coverage": torch.from_numpy(np.stack(coverage)),
-            "objects": objects, "captions": captions}
+            "objects": objects, "captions": captions, "grid": grid}
+
+
+def load_or_build_pool(pipeline, count: int, num_frames: int, seed0: int, cache_dir: Path | None, seed: int,
+                       log) -> dict:
+    """The encoded pool is a pure function of (seeds, size, the VAE's weights): cached so a rerun starts at once."""
+    cache = cache_dir / f"toy-pool-{seed}-{count}x{num_frames}.pt" if cache_dir else None
+    if cache is not None and cache.is_file():
+        log(f"pool: {count} clips of {num_frames} frames from {cache}")
+        return torch.load(cache)
+    pool = build_pool(pipeline, count, num_frames, seed0, log)
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(pool, cache)
+    return pool
+
+
+class TokenProbe(torch.nn.Module):
+    """Training-only linear classifier of each video token's label (background or a shape) from the video states of
+    ``PROBE_BLOCKS``: a dense signal on every token that teaches the blocks to recognise the shapes much faster
+    than the read-out's losses alone. Not saved with the model."""
+
+    def __init__(self, transformer, num_labels: int):
+        super().__init__()
+        dim = transformer.config.num_attention_heads * transformer.config.attention_head_dim
+        self.heads = torch.nn.ModuleList(torch.nn.Linear(dim, num_labels) for _ in PROBE_BLOCKS)
+        self.states: dict[int, torch.Tensor] = {}
+        self.hooks = [transformer.transformer_blocks[b].register_forward_hook(self._keep(b)) for b in PROBE_BLOCKS]
+
+    def _keep(self, block: int):
+        def hook(module, args, output):
+            self.states[block] = output[0]  # CogVideoX blocks return (video states, text states)
+        return hook
+
+    def loss(self, labels: torch.Tensor, token_w: torch.Tensor) -> tuple[torch.Tensor, float]:
+        """Weighted cross-entropy over ``labels [B, tokens]`` (with ``token_w [B, tokens]`` summing to 1), and the
+        last block's weighted accuracy."""
+        losses, accuracy = [], 0.0
+        for head, block in zip(self.heads, PROBE_BLOCKS):
+            logits = head(self.states[block])  # [B, tokens, labels]
+            losses.append((F.cross_entropy(logits.transpose(1, 2), labels, reduction="none") * token_w).sum())
+            accuracy = float(((logits.argmax(-1) == labels).float() * token_w).sum())
+        return torch.stack(losses).mean(), accuracy
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("toy-model"))
-    parser.add_argument("--steps", type=int, default=2500)
-    parser.add_argument("--pool", type=int, default=1500, help="training clips")
-    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=6000)
+    parser.add_argument("--pool", type=int, default=1500, help="training clips (9 frames)")
+    parser.add_argument("--frame-pool", type=int, default=2500, help="single training frames")
+    parser.add_argument("--batch", type=int, default=8, help="clips per clip step")
+    parser.add_argument("--frame-batch", type=int, default=32, help="frames per single-frame step")
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--aux-weight", type=float, default=1.0)
     parser.add_argument("--caption-dropout", type=float, default=0.1)
@@ -186,15 +241,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu", help="cpu (the reproducible reference) or cuda (minutes "
                                                         "instead of hours; not bit-identical to the CPU run)")
     parser.add_argument("--log", type=Path, default=None, help="JSON lines of the training curve")
-    parser.add_argument("--save-every", type=int, default=250, help="save the model every N steps (and at the end)")
-    parser.add_argument("--pool-cache", type=Path, default=None, help="folder to keep the encoded pool in")
+    parser.add_argument("--save-every", type=int, default=250, help="save the model and the training state every N "
+                                                                   "steps (and at the end)")
+    parser.add_argument("--pool-cache", type=Path, default=None, help="folder to keep the encoded pools in")
     parser.add_argument("--keep-checkpoints", action="store_true", help="also keep OUT-stepN folders")
+    parser.add_argument("--resume", action="store_true", help="continue from OUT's saved training state")
     args = parser.parse_args(argv)
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
-    log_file = args.log.open("w") if args.log else None
+    log_file = args.log.open("a" if args.resume else "w") if args.log else None
 
     def log(message: str, **record) -> None:
         print(message, flush=True)
@@ -207,8 +264,6 @@ def main(argv: list[str] | None = None) -> int:
     vae, transformer, scheduler = pipeline.vae.eval(), pipeline.transformer, pipeline.scheduler
     vae.requires_grad_(False)
     pipeline.text_encoder.requires_grad_(False).eval()
-    scale = spec.spatial_compression
-    grid = (1 + (spec.num_frames - 1) // 4, spec.height // scale // 2, spec.width // scale // 2)
     layers = [3, 4, 5]  # configs/toy.yaml maps.layers: three blocks see the video before the first map
     text_len = spec.text_len
 
@@ -220,42 +275,55 @@ def main(argv: list[str] | None = None) -> int:
                          for seed in range(TRAIN_SEED0 - 64, TRAIN_SEED0 - 32)])
         vae.register_to_config(scaling_factor=float(1.0 / raw.std()))
         log(f"VAE scaling factor {vae.config.scaling_factor:.5f}")
-        # The pool is a pure function of (seed, size, the VAE's weights): cache it so a rerun starts at once.
-        cache = args.pool_cache / f"toy-pool-{args.seed}-{args.pool}.pt" if args.pool_cache else None
-        if cache is not None and cache.is_file():
-            pool = torch.load(cache)
-            log(f"pool: {args.pool} clips from {cache}")
-        else:
-            pool = build_pool(pipeline, args.pool, grid, log)
-            if cache is not None:
-                cache.parent.mkdir(parents=True, exist_ok=True)
-                torch.save(pool, cache)
+        pools = {"clip": load_or_build_pool(pipeline, args.pool, spec.num_frames, TRAIN_SEED0, args.pool_cache,
+                                            args.seed, log),
+                 "frame": load_or_build_pool(pipeline, args.frame_pool, 1, FRAME_SEED0, args.pool_cache,
+                                             args.seed, log)}
 
         def encode(prompt: str, classes: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
             return t5_embeddings(pipeline.tokenizer, pipeline.text_encoder, prompt, classes, text_len=text_len)
 
         _, concept_table = encode("", list(SHAPES))  # [4, D]: each shape name's first token
         empty = encode("", [])[0][0]
-        captions = {}
-        for i, objs in enumerate(pool["objects"]):
-            names = [SHAPES[o] for o in objs]
-            captions[i] = (encode(pool["captions"][i], [])[0][0], encode(default_prompt(names), [])[0][0])
+        prompts = {}  # (colour caption, vidseg's default prompt) per distinct caption
+        for pool in pools.values():
+            for caption, objs in zip(pool["captions"], pool["objects"]):
+                if caption not in prompts:
+                    prompts[caption] = (encode(caption, [])[0][0], encode(default_prompt([SHAPES[o] for o in objs]),
+                                                                          [])[0][0])
+    by_count = {kind: {n: [i for i, objs in enumerate(pool["objects"]) if len(objs) == n] for n in (1, 2, 3)}
+                for kind, pool in pools.items()}
 
-    by_count = {n: [i for i, objs in enumerate(pool["objects"]) if len(objs) == n] for n in (1, 2, 3)}
     device = torch.device(args.device)
     alphas = scheduler.alphas_cumprod.float()
     transformer.to(device).train()
-    optimizer = torch.optim.AdamW(transformer.parameters(), lr=args.lr, weight_decay=0.01)
+    probe = TokenProbe(transformer, 1 + len(SHAPES)).to(device)
+    optimizer = torch.optim.AdamW([*transformer.parameters(), *probe.heads.parameters()], lr=args.lr,
+                                  weight_decay=0.01)
     # Warm-up, then constant: the model after N steps does not depend on --steps, so a checkpoint saved at step N
     # is what `--steps N` reproduces.
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / WARMUP_STEPS))
-    start = time.time()
-    for step in range(1, args.steps + 1):
-        count = int(rng.choice([1, 2, 3], p=COUNT_P))  # identity is learnt where a distractor is
-        batch = rng.choice(by_count[count], size=args.batch, replace=len(by_count[count]) < args.batch)
+    state_file = args.out.with_name(args.out.name + ".train-state.pt")
+    first = 1
+    if args.resume and state_file.is_file():
+        state = torch.load(state_file, weights_only=False)
+        transformer.load_state_dict(state["transformer"])
+        probe.heads.load_state_dict(state["probe"])
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        rng.bit_generator.state = state["rng"]
+        torch.set_rng_state(state["torch_rng"])
+        first = state["step"] + 1
+        log(f"resumed from {state_file} at step {state['step']}")
+    start, elapsed0 = time.time(), 0.0 if first == 1 else state.get("seconds", 0.0)
+    for step in range(first, args.steps + 1):
+        kind = "frame" if rng.random() < FRAME_P else "clip"
+        pool, size = pools[kind], args.frame_batch if kind == "frame" else args.batch
+        grid = tuple(pool["grid"])
+        count = int(rng.choice([1, 2, 3], p=COUNT_P))
+        batch = rng.choice(by_count[kind][count], size=size, replace=len(by_count[kind][count]) < size)
         x0 = pool["latents"][batch]  # [B, F, C, h, w]
-        t = np.where(rng.random(args.batch) < 0.5, rng.integers(0, 1000, args.batch),
-                     rng.integers(100, AUX_MAX_T + 1, args.batch))
+        t = np.where(rng.random(size) < 0.5, rng.integers(0, 1000, size), rng.integers(0, AUX_MAX_T + 1, size))
         t = torch.from_numpy(t).long()
         a = alphas[t].view(-1, 1, 1, 1, 1)
         noise = torch.from_numpy(rng.standard_normal(x0.shape).astype(np.float32))
@@ -265,7 +333,9 @@ def main(argv: list[str] | None = None) -> int:
         prompt = []
         for i in batch:
             u = rng.random()
-            prompt.append(empty if u < args.caption_dropout else captions[int(i)][int(u < 0.5 + args.caption_dropout / 2)])
+            caption, default = prompts[pool["captions"][int(i)]]
+            prompt.append(empty if u < args.caption_dropout else (caption if u < 0.5 + args.caption_dropout / 2
+                                                                  else default))
         prompt = torch.stack(prompt).to(device)
         # Concept slots: the clip's shapes in a random order, then the padding slot (background).
         order = [rng.permutation(pool["objects"][int(i)]) for i in batch]
@@ -273,13 +343,17 @@ def main(argv: list[str] | None = None) -> int:
         cov = pool["coverage"][batch]  # [B, F, P, 1 + shapes]
         targets = torch.stack([torch.cat([cov[b, :, :, torch.as_tensor(o) + 1], cov[b, :, :, :1]], dim=-1)
                                for b, o in enumerate(order)]).permute(0, 3, 1, 2)  # [B, C + 1, F, P]
-        reader = GroundingReader(targets.to(device), (t <= AUX_MAX_T).float().to(device), grid)
+        aux_on = (t <= AUX_MAX_T).float().to(device)
+        reader = GroundingReader(targets.to(device), aux_on, grid)
         with concept_stream_attention(transformer, concepts, grid, layers=layers, top_k=1, reader=reader):
             # Per-clip timesteps, so the transformer is called directly (the 2B-like toy model has no RoPE).
             v = transformer(hidden_states=noisy, encoder_hidden_states=prompt, timestep=t.to(device),
                             return_dict=False)[0]
         v_loss = F.mse_loss(v, target_v)
-        aux = reader.loss()
+        # The probe's labels: every shape, the background 0; weighed like the read-out's tokens.
+        probe_labels = cov.argmax(-1).flatten(1).to(device)  # [B, F * P]
+        probe_loss, probe_accuracy = probe.loss(probe_labels, reader.token_w.flatten(1))
+        aux = reader.loss() + probe_loss
         loss = v_loss + args.aux_weight * aux
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -289,18 +363,24 @@ def main(argv: list[str] | None = None) -> int:
         else:  # never let one degenerate batch poison the weights
             log(f"step {step}: non-finite gradient, skipped")
         schedule.step()
-        if step % 25 == 0 or step == 1:
-            elapsed = time.time() - start
-            log(f"step {step}/{args.steps}  v {v_loss.item():.4f}  aux {aux.item():.4f}  "
-                f"pointing {reader.pointing():.3f}  tokens {reader.token_accuracy():.3f}  {elapsed / step:.2f} s/step",
-                step=step, v_loss=v_loss.item(), aux=aux.item(), pointing=reader.pointing(),
-                token_accuracy=reader.token_accuracy(), count=count, seconds=elapsed)
+        seconds = elapsed0 + time.time() - start
+        if step % 25 == 0 or step == first:
+            log(f"step {step}/{args.steps} {kind:5}  v {v_loss.item():.4f}  aux {aux.item():.4f}  "
+                f"pointing {reader.pointing():.3f}  tokens {reader.token_accuracy():.3f}  "
+                f"probe {probe_accuracy:.3f}  {seconds / step:.2f} s/step",
+                step=step, kind=kind, v_loss=v_loss.item(), aux=aux.item(), pointing=reader.pointing(),
+                token_accuracy=reader.token_accuracy(), probe_accuracy=probe_accuracy, count=count, seconds=seconds)
         if step % args.save_every == 0 or step == args.steps:
             transformer.eval()
             save_small_pipeline(pipeline, args.out, spec.preset)
             if args.keep_checkpoints:
                 save_small_pipeline(pipeline, args.out.with_name(f"{args.out.name}-step{step}"), spec.preset)
             transformer.train()
+            torch.save({"transformer": transformer.state_dict(), "probe": probe.heads.state_dict(),
+                        "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
+                        "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(), "step": step,
+                        "seconds": seconds}, state_file.with_suffix(".tmp"))
+            state_file.with_suffix(".tmp").replace(state_file)
             log(f"saved {args.out} at step {step}")
     return 0
 
