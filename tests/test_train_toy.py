@@ -1,0 +1,49 @@
+"""The toy-model trainer's loss weights (tools/train_toy_model.py): the background must count, or the model learns
+to claim every token as object."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+TRAINER = Path(__file__).resolve().parents[1] / "tools" / "train_toy_model.py"
+
+
+@pytest.fixture(scope="module")
+def trainer():
+    spec = importlib.util.spec_from_file_location("vidseg_train_toy", TRAINER)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    yield module
+    del sys.modules[spec.name]
+
+
+def test_background_and_objects_weigh_half_each(trainer):
+    # Two clips of 1 latent frame, 10 tokens: clip 0 has one object on 1 token, clip 1 two objects on 2 and 3.
+    targets = torch.zeros(2, 3, 1, 10)  # [B, slots (2 concepts + background), F, P]
+    targets[0, 0, 0, :1] = 1
+    targets[0, 2, 0, 1:] = 1
+    targets[1, 0, 0, :2] = 1
+    targets[1, 1, 0, 2:5] = 1
+    targets[1, 2, 0, 5:] = 1
+    reader = trainer.GroundingReader(targets, torch.ones(2), (1, 2, 5))
+    w = reader.token_w[:, 0]  # [B, P], summing to 1 over the batch
+    assert torch.isclose(w.sum(), torch.tensor(1.0))
+    background = reader.label[:, 0] == 2
+    assert torch.allclose(w[background].sum(), torch.tensor(0.5))
+    assert torch.isclose(w[0, :1].sum(), torch.tensor(0.25))  # clip 0's only object: half of its clip
+    assert torch.isclose(w[1, :2].sum(), w[1, 2:5].sum())  # clip 1's objects alike, whatever their area
+    assert torch.isclose(w[1, :2].sum(), torch.tensor(0.125))
+
+
+def test_a_clip_past_the_grounding_timestep_carries_no_weight(trainer):
+    targets = torch.zeros(2, 2, 1, 4)
+    targets[:, 0, 0, :1] = 1
+    targets[:, 1, 0, 1:] = 1
+    reader = trainer.GroundingReader(targets, torch.tensor([1.0, 0.0]), (1, 2, 2))
+    assert reader.token_w[1].sum() == 0 and torch.isclose(reader.token_w[0].sum(), torch.tensor(1.0))
