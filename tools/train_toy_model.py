@@ -206,7 +206,8 @@ class TokenProbe(torch.nn.Module):
         dim = transformer.config.num_attention_heads * transformer.config.attention_head_dim
         self.heads = torch.nn.ModuleList(torch.nn.Linear(dim, num_labels) for _ in PROBE_BLOCKS)
         self.states: dict[int, torch.Tensor] = {}
-        self.hooks = [transformer.transformer_blocks[b].register_forward_hook(self._keep(b)) for b in PROBE_BLOCKS]
+        for block in PROBE_BLOCKS:  # for the whole training run: the hooks are never removed
+            transformer.transformer_blocks[block].register_forward_hook(self._keep(block))
 
     def _keep(self, block: int):
         def hook(module, args, output):
@@ -251,7 +252,13 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
-    log_file = args.log.open("a" if args.resume else "w") if args.log else None
+    state_file = args.out.with_name(args.out.name + ".train-state.pt")
+    state = torch.load(state_file, weights_only=False) if args.resume and state_file.is_file() else None
+    if state is not None and args.log is not None and args.log.is_file():
+        # The steps after the last save run again: drop their records, so the curve has each step once.
+        kept = [line for line in args.log.read_text().splitlines() if json.loads(line)["step"] <= state["step"]]
+        args.log.write_text("".join(line + "\n" for line in kept))
+    log_file = args.log.open("a" if state is not None else "w") if args.log else None
 
     def log(message: str, **record) -> None:
         print(message, flush=True)
@@ -303,19 +310,17 @@ def main(argv: list[str] | None = None) -> int:
     # Warm-up, then constant: the model after N steps does not depend on --steps, so a checkpoint saved at step N
     # is what `--steps N` reproduces.
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / WARMUP_STEPS))
-    state_file = args.out.with_name(args.out.name + ".train-state.pt")
-    first = 1
-    if args.resume and state_file.is_file():
-        state = torch.load(state_file, weights_only=False)
+    first, elapsed0 = 1, 0.0
+    if state is not None:
         transformer.load_state_dict(state["transformer"])
         probe.heads.load_state_dict(state["probe"])
         optimizer.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["schedule"])
         rng.bit_generator.state = state["rng"]
         torch.set_rng_state(state["torch_rng"])
-        first = state["step"] + 1
+        first, elapsed0 = state["step"] + 1, state["seconds"]
         log(f"resumed from {state_file} at step {state['step']}")
-    start, elapsed0 = time.time(), 0.0 if first == 1 else state.get("seconds", 0.0)
+    start = time.time()
     for step in range(first, args.steps + 1):
         kind = "frame" if rng.random() < FRAME_P else "clip"
         pool, size = pools[kind], args.frame_batch if kind == "frame" else args.batch
@@ -343,8 +348,7 @@ def main(argv: list[str] | None = None) -> int:
         cov = pool["coverage"][batch]  # [B, F, P, 1 + shapes]
         targets = torch.stack([torch.cat([cov[b, :, :, torch.as_tensor(o) + 1], cov[b, :, :, :1]], dim=-1)
                                for b, o in enumerate(order)]).permute(0, 3, 1, 2)  # [B, C + 1, F, P]
-        aux_on = (t <= AUX_MAX_T).float().to(device)
-        reader = GroundingReader(targets.to(device), aux_on, grid)
+        reader = GroundingReader(targets.to(device), (t <= AUX_MAX_T).float().to(device), grid)
         with concept_stream_attention(transformer, concepts, grid, layers=layers, top_k=1, reader=reader):
             # Per-clip timesteps, so the transformer is called directly (the 2B-like toy model has no RoPE).
             v = transformer(hidden_states=noisy, encoder_hidden_states=prompt, timestep=t.to(device),
