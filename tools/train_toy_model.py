@@ -235,6 +235,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=8, help="clips per clip step")
     parser.add_argument("--frame-batch", type=int, default=32, help="frames per single-frame step")
     parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--decay-steps", type=int, default=0, help="decay the rate linearly to 0 over the last N "
+                                                                   "steps (0: constant after the warm-up)")
     parser.add_argument("--aux-weight", type=float, default=1.0)
     parser.add_argument("--caption-dropout", type=float, default=0.1)
     parser.add_argument("--seed", type=int, default=0)
@@ -307,9 +309,14 @@ def main(argv: list[str] | None = None) -> int:
     probe = TokenProbe(transformer, 1 + len(SHAPES)).to(device)
     optimizer = torch.optim.AdamW([*transformer.parameters(), *probe.heads.parameters()], lr=args.lr,
                                   weight_decay=0.01)
-    # Warm-up, then constant: the model after N steps does not depend on --steps, so a checkpoint saved at step N
-    # is what `--steps N` reproduces.
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / WARMUP_STEPS))
+    # Warm-up, then constant until the last --decay-steps: before those the model after N steps does not depend on
+    # --steps, so a constant-rate run can be stopped, resumed with a decay added, and still be reproduced by one
+    # run of the final arguments.
+    def rate(s: int) -> float:
+        decay = min(1.0, (args.steps - s) / args.decay_steps) if args.decay_steps else 1.0
+        return min(1.0, (s + 1) / WARMUP_STEPS) * decay
+
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, rate)
     first, elapsed0 = 1, 0.0
     if state is not None:
         transformer.load_state_dict(state["transformer"])
