@@ -45,6 +45,7 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from vidseg.imap.extract import latent_token_grid  # noqa: E402
 from vidseg.imap.processor import concept_stream_attention  # noqa: E402
 from vidseg.inversion import encode_frames  # noqa: E402
 from vidseg.models.load import default_prompt, t5_embeddings  # noqa: E402
@@ -164,15 +165,15 @@ def token_coverage(labels: np.ndarray, grid: tuple[int, int, int]) -> np.ndarray
 def build_pool(pipeline, count: int, num_frames: int, seed0: int, log) -> dict:
     """Render and encode ``count`` training clips of ``num_frames`` frames (1, 2 and 3 objects in turn)."""
     spec = TOY_SPEC
-    grid = (1 + (num_frames - 1) // 4, spec.height // spec.spatial_compression // 2,
-            spec.width // spec.spatial_compression // 2)
     latents, coverage, objects, captions = [], [], [], []
     start = time.time()
     for i in range(count):
         clip = render_clip(seed0 + i, num_frames=num_frames, height=spec.height, width=spec.width,
                            num_objects=i % 3 + 1)
         pixels, _ = fit_frames(clip.frames, spec.height, spec.width)
-        latents.append(encode_frames(pipeline.vae, pixels)[0])  # [F, C, h, w]
+        encoded = encode_frames(pipeline.vae, pixels)  # [1, F, C, h, w]
+        grid = latent_token_grid(pipeline.transformer, encoded)
+        latents.append(encoded[0])
         coverage.append(token_coverage(clip.labels, grid))
         objects.append([SHAPES.index(s) for s in clip.classes])
         captions.append(f"A video of {clip.caption}.")
