@@ -45,9 +45,10 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from vidseg.imap.extract import latent_token_grid  # noqa: E402
+from vidseg.config import load_config  # noqa: E402
+from vidseg.imap.extract import extract_maps, latent_token_grid  # noqa: E402
 from vidseg.imap.processor import concept_stream_attention  # noqa: E402
-from vidseg.inversion import encode_frames  # noqa: E402
+from vidseg.inversion import encode_frames, invert_video  # noqa: E402
 from vidseg.models.load import default_prompt, t5_embeddings  # noqa: E402
 from vidseg.models.tiny import TOY_SPEC, build_small_pipeline, save_small_pipeline  # noqa: E402
 from vidseg.toyworld import SHAPES, render_clip  # noqa: E402
@@ -55,11 +56,14 @@ from vidseg.video.sample import fit_frames  # noqa: E402
 
 TRAIN_SEED0 = 1_000_000  # training clips use seeds TRAIN_SEED0 + i; evaluation uses seeds below it
 FRAME_SEED0 = 2_000_000  # single training frames use seeds FRAME_SEED0 + i
+VAL_SEED0 = 500_000  # validation clips (tools/toy_bench.py scores seeds 0..N-1, so model choice never sees them)
 WARMUP_STEPS = 100
 AUX_MAX_T = 400  # the grounding losses apply up to this timestep (configs/toy.yaml reads out below it)
 COUNT_P = [0.2, 0.4, 0.4]  # objects per training batch: identity is learnt where a distractor is
 FRAME_P = 0.75  # share of steps on single frames (a third of a clip's tokens), where shapes are learnt cheaply
 PROBE_BLOCKS = (1, 2, 3, 4, 5)  # blocks whose video states feed the training-only token classifier
+DECISION_WEIGHTS = ("iou", "balanced")  # how the read-out's token decisions weigh tokens (GroundingReader)
+IOU_OBJECT_WEIGHT = 2.0  # "iou": an object token weighs two background tokens (threshold p > 1/3)
 
 
 class GroundingReader:
@@ -70,7 +74,7 @@ class GroundingReader:
     * pointing: per latent frame, a softmax over patches of concept key . video query must put its mass on the
       concept's object (the padding slot: on the background), so the read-out's argmax surrogate lands there;
     * Gram: with a straight-through hard argmax anchor, a softmax over slots of each token's Gram column entries
-      (``<o_p, o_anchor(s)>``) must pick the token's own slot (cross-entropy, tokens weighed as below), and each
+      (``<o_p, o_anchor(s)>``) must pick the token's own slot (cross-entropy, decision weights below), and each
       concept's share of that softmax must overlap its object (soft IoU, which counts every background token).
       Not on the z-score: with one concept the z-score over slots is +-sqrt(n0) whatever the margin, so it gives
       no gradient; the Gram margin does, and the z-score is an increasing affine map of the Gram entries per
@@ -78,17 +82,24 @@ class GroundingReader:
     * identity: a softmax over slots of each token's query . concept keys must pick the token's own slot, a
       per-token signal that tells a circle from a star everywhere, not only at the argmax.
 
-    Tokens count when one label covers at least half of them. Within a clip the background's tokens weigh half and
-    the objects' the other half (alike per object): with labels weighed alike a 4 % object and the 90 % background
-    counted the same, and the model learnt to over-claim foreground.
+    Tokens count when one label covers at least half of them. ``balanced_w``: within a clip the background's tokens
+    weigh half and the objects' the other half (alike per object); with labels weighed alike a 4 % object and the
+    90 % background counted the same, and the model learnt to over-claim foreground. Balanced weights still make a
+    small object's token weigh ~20 background tokens, so the decision they train claims background wherever a shape
+    is even slightly likely, which IoU punishes: ``decision_w`` (``"iou"``) weighs every token as it comes, an
+    object token as ``IOU_OBJECT_WEIGHT`` background ones, so a calibrated decision claims a token for a shape
+    where p > 1/3, near the IoU optimum for IoUs around 0.5. The feature probe keeps the balanced weights, which
+    give the shapes a strong signal.
 
     Args:
         targets: ``[B, slots, F, P]`` how much of each token each slot's object covers (last slot: background).
         weight: ``[B]`` per-clip weight of the loss (0 where the timestep is too noisy).
         grid: ``(F, h, w)`` of the video tokens.
+        decision: ``"iou"`` or ``"balanced"``: the weights of the Gram and identity cross-entropies.
     """
 
-    def __init__(self, targets: torch.Tensor, weight: torch.Tensor, grid: tuple[int, int, int]):
+    def __init__(self, targets: torch.Tensor, weight: torch.Tensor, grid: tuple[int, int, int],
+                 decision: str = "iou"):
         self.targets, self.weight, self.grid = targets, weight, grid
         cover, label = targets.max(dim=1)  # [B, F, P]
         one_hot = F.one_hot(label, targets.shape[1]).movedim(-1, 1) * (cover >= 0.5)[:, None]
@@ -97,8 +108,14 @@ class GroundingReader:
         objects_present = (per_label[:, :-1] > 0).sum(1, keepdim=True).clamp_min(1)  # [B, 1, 1, 1]
         label_w = torch.cat([0.5 / objects_present.expand(-1, targets.shape[1] - 1, -1, -1),
                              torch.full_like(per_label[:, -1:], 0.5)], dim=1)
-        token_w = (one_hot * label_w / per_label.clamp_min(1)).sum(1) * weight[:, None, None]  # [B, F, P]
-        self.label, self.token_w = label, token_w / token_w.sum().clamp_min(1e-6)
+        balanced_w = (one_hot * label_w / per_label.clamp_min(1)).sum(1) * weight[:, None, None]  # [B, F, P]
+        self.label, self.balanced_w = label, balanced_w / balanced_w.sum().clamp_min(1e-6)
+        if decision == "balanced":
+            self.decision_w = self.balanced_w
+        else:
+            frequency_w = one_hot[:, :-1].sum(1) * IOU_OBJECT_WEIGHT + one_hot[:, -1]
+            frequency_w = frequency_w * weight[:, None, None]
+            self.decision_w = frequency_w / frequency_w.sum().clamp_min(1e-6)
         self.losses: list[torch.Tensor] = []
         self.hits: list[torch.Tensor] = []
         self.token_hits: list[torch.Tensor] = []
@@ -121,7 +138,7 @@ class GroundingReader:
         anchors = torch.einsum("bhsfp,bhfpd->bhsfd", choice, o)
         columns = torch.einsum("bhfpd,bhsfd->bhsfp", o, anchors) / math.sqrt(d)  # [B, H, S, F, P]
         label = self.label[:, None].expand(B, H, F_, h * w)
-        gram_loss = (F.cross_entropy(columns.transpose(1, 2), label, reduction="none") * self.token_w[:, None]).sum() / H
+        gram_loss = (F.cross_entropy(columns.transpose(1, 2), label, reduction="none") * self.decision_w[:, None]).sum() / H
         # Soft IoU of each concept's slot with its object: a small object needs the background right almost
         # everywhere, which the label-balanced cross-entropy alone does not ask for.
         share = columns.softmax(dim=2)[:, :, :-1]  # [B, H, C, F, P]
@@ -130,12 +147,12 @@ class GroundingReader:
         union = (share + inside - share * inside).sum((-1, -2)).clamp_min(1e-6)
         in_clip = (inside.sum((-1, -2)) > 0.5).float() * self.weight[:, None, None]
         gram_loss = gram_loss + ((1 - overlap / union) * in_clip).sum() / in_clip.sum().clamp_min(1)
-        identity_loss = (F.cross_entropy(logits.transpose(1, 2), label, reduction="none") * self.token_w[:, None]).sum() / H
+        identity_loss = (F.cross_entropy(logits.transpose(1, 2), label, reduction="none") * self.decision_w[:, None]).sum() / H
         self.losses.append(pointing_loss + gram_loss + identity_loss)
         hit = (torch.gather(target.expand_as(logits), -1, logits.argmax(-1, keepdim=True))[..., 0] > 0.5).float()
         concept_present = present[:, :, :-1].expand_as(hit[:, :, :-1])
         self.hits.append((hit[:, :, :-1] * concept_present).sum() / concept_present.sum().clamp_min(1))
-        self.token_hits.append(((columns.argmax(2) == label).float() * self.token_w[:, None]).sum() / H)
+        self.token_hits.append(((columns.argmax(2) == label).float() * self.balanced_w[:, None]).sum() / H)
 
     def loss(self) -> torch.Tensor:
         return torch.stack(self.losses).mean()
@@ -197,6 +214,58 @@ def load_or_build_pool(pipeline, count: int, num_frames: int, seed0: int, cache_
     return pool
 
 
+@torch.no_grad()
+def validate(pipeline, clips: list, config, encode) -> dict:
+    """What the training losses are meant to buy, measured the library's way on held-out clips: DDIM inversion and
+    the IMAP read-out of ``config`` (the toy preset), each token labelled with the class whose map is largest where
+    it is positive, else background. Returns the token-level mean IoU (per clip over its shapes, then over clips),
+    each shape's IoU, the share of background tokens claimed by a class and the share of object tokens labelled
+    right. The trainer's own token accuracy weighs the background like the objects, so it cannot see false
+    positives on the background, which is what IoU on small objects punishes most.
+
+    ``clips``: (latents ``[1, F, C, h, w]``, classes, token labels ``[F, P]`` with 0 background and i the i-th
+    class).
+    """
+    transformer, inv, maps = pipeline.transformer, config.inversion, config.maps
+    was_training = transformer.training
+    transformer.eval()
+    per_clip, per_class, claimed, recalled = [], {s: [] for s in SHAPES}, [], []
+    device = next(transformer.parameters()).device
+    for latents, classes, truth in clips:
+        prompt, concepts = (x.to(device) for x in encode(default_prompt(classes), classes))
+        latents = latents.to(device)
+        noisy, t = invert_video(transformer, pipeline.scheduler, latents, prompt,
+                                num_steps=inv.num_steps, readout_index=inv.readout_index)
+        z = extract_maps(transformer, noisy, t, prompt, concepts, layers=maps.layers, top_k=maps.top_k_heads,
+                         concept_slots=maps.concept_slots)[maps.kind].flatten(2)  # [C, F, P]
+        predicted = torch.where(z.max(0).values > 0, z.argmax(0) + 1, 0).numpy()
+        ious = []
+        for i, name in enumerate(classes, start=1):
+            inside, chosen = truth == i, predicted == i
+            ious.append(float((inside & chosen).sum() / max((inside | chosen).sum(), 1)))
+            per_class[name].append(ious[-1])
+        per_clip.append(np.mean(ious))
+        claimed.append(float((predicted[truth == 0] > 0).mean()))
+        recalled.append(float((predicted[truth > 0] == truth[truth > 0]).mean()))
+    transformer.train(was_training)
+    return {"val_token_miou": float(np.mean(per_clip)),
+            "val_per_class": {s: round(float(np.mean(v)), 4) for s, v in per_class.items() if v},
+            "val_background_claimed": float(np.mean(claimed)), "val_objects_right": float(np.mean(recalled))}
+
+
+def validation_clips(pipeline, count: int) -> list:
+    """``count`` held-out 9-frame clips for ``validate``: latents, classes and token labels (the label covering
+    most of each token)."""
+    spec, clips = TOY_SPEC, []
+    for seed in range(VAL_SEED0, VAL_SEED0 + count):
+        clip = render_clip(seed, num_frames=spec.num_frames, height=spec.height, width=spec.width)
+        latents = encode_frames(pipeline.vae, fit_frames(clip.frames, spec.height, spec.width)[0])
+        coverage = token_coverage(clip.labels, latent_token_grid(pipeline.transformer, latents))
+        columns = [0] + [SHAPES.index(s) + 1 for s in clip.classes]  # background, then the clip's classes
+        clips.append((latents, clip.classes, coverage[:, :, columns].argmax(-1)))
+    return clips
+
+
 class TokenProbe(torch.nn.Module):
     """Training-only linear classifier of each video token's label (background or a shape) from the video states of
     ``PROBE_BLOCKS``: a dense signal on every token that teaches the blocks to recognise the shapes much faster
@@ -250,6 +319,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pool-cache", type=Path, default=None, help="folder to keep the encoded pools in")
     parser.add_argument("--keep-checkpoints", action="store_true", help="also keep OUT-stepN folders")
     parser.add_argument("--resume", action="store_true", help="continue from OUT's saved training state")
+    parser.add_argument("--decision-weights", choices=DECISION_WEIGHTS, default="iou",
+                        help="token weights of the read-out's decision losses (GroundingReader)")
+    parser.add_argument("--val-clips", type=int, default=8, help="held-out clips scored through the read-out at "
+                                                                  "every save (0: none)")
     args = parser.parse_args(argv)
 
     torch.set_num_threads(args.threads)
@@ -301,6 +374,8 @@ def main(argv: list[str] | None = None) -> int:
                 if caption not in prompts:
                     prompts[caption] = (encode(caption, [])[0][0], encode(default_prompt([SHAPES[o] for o in objs]),
                                                                           [])[0][0])
+        val_clips = validation_clips(pipeline, args.val_clips)
+    preset = load_config(spec.preset)
     by_count = {kind: {n: [i for i, objs in enumerate(pool["objects"]) if len(objs) == n] for n in (1, 2, 3)}
                 for kind, pool in pools.items()}
 
@@ -356,7 +431,8 @@ def main(argv: list[str] | None = None) -> int:
         cov = pool["coverage"][batch]  # [B, F, P, 1 + shapes]
         targets = torch.stack([torch.cat([cov[b, :, :, torch.as_tensor(o) + 1], cov[b, :, :, :1]], dim=-1)
                                for b, o in enumerate(order)]).permute(0, 3, 1, 2)  # [B, C + 1, F, P]
-        reader = GroundingReader(targets.to(device), (t <= AUX_MAX_T).float().to(device), grid)
+        reader = GroundingReader(targets.to(device), (t <= AUX_MAX_T).float().to(device), grid,
+                                 args.decision_weights)
         with concept_stream_attention(transformer, concepts, grid, layers=layers, top_k=1, reader=reader):
             # Per-clip timesteps, so the transformer is called directly (the 2B-like toy model has no RoPE).
             v = transformer(hidden_states=noisy, encoder_hidden_states=prompt, timestep=t.to(device),
@@ -364,7 +440,7 @@ def main(argv: list[str] | None = None) -> int:
         v_loss = F.mse_loss(v, target_v)
         # The probe's labels: every shape, the background 0; weighed like the read-out's tokens.
         probe_labels = cov.argmax(-1).flatten(1).to(device)  # [B, F * P]
-        probe_loss, probe_accuracy = probe.loss(probe_labels, reader.token_w.flatten(1))
+        probe_loss, probe_accuracy = probe.loss(probe_labels, reader.balanced_w.flatten(1))
         aux = reader.loss() + probe_loss
         loss = v_loss + args.aux_weight * aux
         optimizer.zero_grad(set_to_none=True)
@@ -393,6 +469,12 @@ def main(argv: list[str] | None = None) -> int:
                         "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(), "step": step,
                         "seconds": seconds}, state_file.with_suffix(".tmp"))
             state_file.with_suffix(".tmp").replace(state_file)
+            if val_clips:
+                val = validate(pipeline, val_clips, preset, encode)
+                log(f"step {step}: held-out token mIoU {val['val_token_miou']:.3f} through the read-out "
+                    f"({', '.join(f'{k} {v:.2f}' for k, v in val['val_per_class'].items())}); background claimed "
+                    f"{val['val_background_claimed']:.3f}, object tokens right {val['val_objects_right']:.3f}",
+                    step=step, **val)
             log(f"saved {args.out} at step {step}")
     return 0
 
