@@ -232,3 +232,31 @@ def test_hub_cache_hit_is_used(tmp_path, tiny_model_dir, monkeypatch):
     model = load_model("tiny-org/tiny-cogvideox")
     assert model.folder == snapshot and calls == [("tiny-org/tiny-cogvideox", True)]
     assert model.source == "tiny-org/tiny-cogvideox"
+
+
+def _colour_r2(vae) -> float:
+    """How much of each 4 x 4-pixel cell's mean colour a linear read of the latents explains (worst channel), over
+    the latent frames of a toy clip (frame 0, then frames 1-4 and 5-8 as the causal VAE groups them)."""
+    from vidseg.inversion import encode_frames
+    from vidseg.toyworld import render_clip
+    from vidseg.video.sample import fit_frames
+
+    clip = render_clip(7, num_frames=9, height=128, width=192)
+    pixels, _ = fit_frames(clip.frames, 128, 192)
+    latents = encode_frames(vae, pixels)[0]  # [3, C, 32, 48]
+    groups = [pixels[:1], pixels[1:5], pixels[5:9]]
+    colour = torch.cat([torch.nn.functional.avg_pool2d(g.float(), 4).mean(0).flatten(1).T for g in groups])
+    features = torch.cat([latents.permute(0, 2, 3, 1).reshape(-1, latents.shape[1]),
+                          torch.ones(len(colour), 1)], dim=1).double()
+    fit = features @ torch.linalg.lstsq(features, colour.double()).solution
+    r2 = 1 - (fit - colour).square().sum(0) / (colour - colour.mean(0)).square().sum(0)
+    return float(r2.min())
+
+
+def test_toy_vae_keeps_colour_locally_where_a_random_one_scrambles_it():
+    from dataclasses import replace
+
+    from vidseg.models.tiny import TOY_SPEC, build_small_pipeline
+
+    assert _colour_r2(build_small_pipeline(TOY_SPEC).vae) > 0.9
+    assert _colour_r2(build_small_pipeline(replace(TOY_SPEC, vae_encoder="random")).vae) < 0.5

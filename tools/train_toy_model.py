@@ -1,7 +1,8 @@
 """Train a toy-world model: a small CogVideoX meant to segment the toy world, for ``vidseg predict --model DIR``.
 
-The model is the real diffusers ``CogVideoXTransformer3DModel`` (trained), with a frozen random
-``AutoencoderKLCogVideoX`` and a frozen random T5 encoder, all built by ``vidseg.models.tiny.build_small_pipeline``
+The model is the real diffusers ``CogVideoXTransformer3DModel`` (trained), with a frozen
+``AutoencoderKLCogVideoX`` whose encoder is set to keep colour locally (``vidseg.models.tiny.colour_keeping_encoder``;
+its decoder is random) and a frozen random T5 encoder, all built by ``vidseg.models.tiny.build_small_pipeline``
 at ``TOY_SPEC``'s shape, and it is saved in diffusers layout to ``--out`` (with ``configs/toy.yaml`` as its
 ``vidseg.yaml``). Training data: a pool of 9-frame toy-world clips (``vidseg.toyworld``, seeds from ``TRAIN_SEED0``)
 and a pool of single frames (seeds from ``FRAME_SEED0``; evaluation uses seeds below both), encoded once by the
@@ -32,6 +33,7 @@ measured.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import sys
@@ -202,8 +204,12 @@ def build_pool(pipeline, count: int, num_frames: int, seed0: int, log) -> dict:
 
 def load_or_build_pool(pipeline, count: int, num_frames: int, seed0: int, cache_dir: Path | None, seed: int,
                        log) -> dict:
-    """The encoded pool is a pure function of (seeds, size, the VAE's weights): cached so a rerun starts at once."""
-    cache = cache_dir / f"toy-pool-{seed}-{count}x{num_frames}.pt" if cache_dir else None
+    """The encoded pool is a pure function of (seeds, size, the VAE's weights): cached so a rerun starts at once,
+    under a name with a fingerprint of the VAE's weights and scaling factor."""
+    digest = hashlib.sha256(str(pipeline.vae.config.scaling_factor).encode())
+    for tensor in pipeline.vae.encoder.state_dict().values():
+        digest.update(tensor.float().numpy().tobytes())
+    cache = cache_dir / f"toy-pool-{seed}-{count}x{num_frames}-{digest.hexdigest()[:10]}.pt" if cache_dir else None
     if cache is not None and cache.is_file():
         log(f"pool: {count} clips of {num_frames} frames from {cache}")
         return torch.load(cache)

@@ -98,6 +98,9 @@ class SmallModelSpec:
     extra_words: tuple[str, ...] = ()
     # The VAE's tile size; tiles are half of it. None: twice the clip, so the clip is encoded in one piece.
     vae_sample: tuple[int, int] | None = None
+    # "random": the VAE's random initialisation; "colour": an encoder set to keep colour locally
+    # (colour_keeping_encoder), whose decoder stays random.
+    vae_encoder: str = "random"
 
     @property
     def spatial_compression(self) -> int:
@@ -115,7 +118,7 @@ TINY_SPEC = SmallModelSpec(preset="tiny", num_frames=9, height=64, width=96, hea
 # token grid per latent frame, so a toy shape covers several tokens.
 TOY_SPEC = SmallModelSpec(preset="toy", num_frames=9, height=128, width=192, heads=4, head_dim=16, layers=6,
                           time_embed_dim=64, latent_channels=8, vae_widths=(16, 16, 16), vae_groups=4, text_len=24,
-                          extra_words=tuple(_TOY_WORDS))
+                          extra_words=tuple(_TOY_WORDS), vae_encoder="colour")
 
 
 def _text_encoder_config(spec: SmallModelSpec, tokenizer: Any) -> dict[str, Any]:
@@ -162,10 +165,64 @@ def build_small_pipeline(spec: SmallModelSpec, *, rope: bool = False, seed: int 
             norm_num_groups=spec.vae_groups, temporal_compression_ratio=4,
             sample_height=vae_h, sample_width=vae_w, scaling_factor=0.7 if rope else 1.15258426,
         )
+    if spec.vae_encoder == "colour":
+        colour_keeping_encoder(vae)
     scheduler = (CogVideoXDPMScheduler(**COGVIDEOX_5B_SCHEDULER) if rope
                  else CogVideoXDDIMScheduler(**COGVIDEOX_2B_SCHEDULER))
     return CogVideoXPipeline(tokenizer=tokenizer, text_encoder=text_encoder, vae=vae, transformer=transformer,
                              scheduler=scheduler)
+
+
+# Latent channels of colour_keeping_encoder: 0-2 the cell's mean R, G, B, 3-4 its mean horizontal and vertical
+# luminance gradient (where an edge runs through it, and which way); the other latent channels are 0.
+_COLOUR_CHANNELS = 5
+_SILU_OFFSET = 3.0  # norm_out's bias: SiLU is nearly linear (slope 0.93-1.05) around it
+
+
+@torch.no_grad()
+def colour_keeping_encoder(vae: Any) -> Any:
+    """Set an ``AutoencoderKLCogVideoX``'s encoder so each latent cell holds its pixels' mean colour and luminance
+    gradient (averaged over the frames the causal VAE groups), then return ``vae``.
+
+    A random encoder scrambles colour: a linear read of its latents explained about 10 % of the variance of the
+    4 x 4-pixel mean colour on toy frames, and the toy model had to learn to unscramble it before it could see a
+    shape. Set this way: ``conv_in`` copies RGB and takes the luminance gradient of the current frame, every
+    residual branch is zeroed (blocks pass their input on), the stride-2 downsamplers take 2 x 2 means (their
+    time pooling is the VAE's own), the group norm and SiLU before ``conv_out`` act as one global affine map
+    (channels are standardised over the clip), and ``conv_out`` keeps ``_COLOUR_CHANNELS`` as the posterior mean
+    with a tiny variance. Only the encoder is set: the decoder stays random, so decoded frames mean nothing
+    (vidseg never decodes).
+    """
+    encoder = vae.encoder
+    width = encoder.conv_in.conv.out_channels
+    if width < _COLOUR_CHANNELS or vae.config.latent_channels < _COLOUR_CHANNELS:
+        raise ValueError(f"a colour-keeping encoder needs {_COLOUR_CHANNELS} channels, the VAE has "
+                         f"{width} / {vae.config.latent_channels}")
+    for module in encoder.modules():
+        if isinstance(module, (torch.nn.Conv2d, torch.nn.Conv3d)):
+            module.weight.zero_()
+            if module.bias is not None:
+                module.bias.zero_()
+    conv_in = encoder.conv_in.conv.weight  # [out, 3, time, 3, 3]; the last time tap is the current frame
+    for c in range(3):
+        conv_in[c, c, -1, 1, 1] = 1.0
+    sobel = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]]) / 8
+    for c in range(3):  # luminance = mean of R, G, B
+        conv_in[3, c, -1] = sobel / 3
+        conv_in[4, c, -1] = sobel.T / 3
+    for block in encoder.down_blocks:
+        for sampler in block.downsamplers or []:
+            for c in range(width):  # pads right / bottom, so taps 0-1 are the cell's own 2 x 2 inputs
+                sampler.conv.weight[c, c, :2, :2] = 0.25
+    # Residual branches: conv2 is zero, so each block returns its input.
+    encoder.norm_out.weight.fill_(1.0)
+    encoder.norm_out.bias.fill_(_SILU_OFFSET)
+    conv_out = encoder.conv_out.conv
+    for c in range(_COLOUR_CHANNELS):
+        conv_out.weight[c, c, -1, 1, 1] = 1.0
+        conv_out.bias[c] = -torch.nn.functional.silu(torch.tensor(_SILU_OFFSET))
+    conv_out.bias[vae.config.latent_channels:] = -20.0  # log-variance: the posterior is its mean
+    return vae
 
 
 def save_small_pipeline(pipeline: Any, directory: str | Path, preset: str) -> Path:
