@@ -26,8 +26,8 @@ was never stopped, so a long CPU run can be spread over several sittings.
     python tools/train_toy_model.py --out toy-model/ --pool-cache ~/.cache/vidseg [--resume]
     vidseg predict toy.mp4 --classes circle square --model toy-model/
 
-Status: on the 2-core CPU this does not yet give a model that segments; the README says what the runs so far
-measured.
+Status: 6,000 steps (~85 min on 2 CPU cores) give held-out token mIoU ~0.45 through the read-out and ~0.3 through
+``vidseg predict``, short of the 0.5 a shipped model needs; the README says what the runs measured.
 """
 
 from __future__ import annotations
