@@ -37,12 +37,12 @@ from vidseg.toyworld import SHAPES, class_ious, render_clip, write_toy_clip  # n
 
 # (row name, settings that need the model pass again)
 MODEL_ROWS = [
-    ("defaults (IMAP, DDIM 20 steps to t=399)", []),
+    ("defaults (the preset: IMAP, DDIM 10 steps to t=199)", []),
     ("map: GramCol (all heads)", ["maps.kind=gramcol"]),
     ("inversion: renoise (official)", ["inversion.method=renoise"]),
-    ("inversion: DDIM 10 steps (grid 25, t=399)", ["inversion.num_steps=25", "inversion.readout_index=15"]),
-    ("inversion: DDIM 5 steps (grid 12, t=416)", ["inversion.num_steps=12", "inversion.readout_index=7"]),
-    ("read-out t=199 (DDIM 10 steps)", ["inversion.readout_index=40"]),
+    ("inversion: DDIM 5 steps (grid 25, t=199)", ["inversion.num_steps=25", "inversion.readout_index=20"]),
+    ("inversion: DDIM 3 steps (grid 12, t=249)", ["inversion.num_steps=12", "inversion.readout_index=9"]),
+    ("read-out t=399 (DDIM 20 steps)", ["inversion.readout_index=30"]),
     ("read-out t=599 (DDIM 30 steps)", ["inversion.readout_index=20"]),
     ("read-out t=799 (DDIM 40 steps)", ["inversion.readout_index=10"]),
     ("layers [1]", ["maps.layers=[1]"]),
