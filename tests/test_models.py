@@ -234,9 +234,11 @@ def test_hub_cache_hit_is_used(tmp_path, tiny_model_dir, monkeypatch):
     assert model.source == "tiny-org/tiny-cogvideox"
 
 
-def _colour_r2(vae) -> float:
-    """How much of each 4 x 4-pixel cell's mean colour a linear read of the latents explains (worst channel), over
-    the latent frames of a toy clip (frame 0, then frames 1-4 and 5-8 as the causal VAE groups them)."""
+def _colour_r2(vae, detail: bool = False) -> float:
+    """How much of each 4 x 4-pixel cell's mean colour a linear read of the cell's latent explains (worst channel),
+    over the latent frames of a toy clip (frame 0, then frames 1-4 and 5-8 as the causal VAE groups them).
+    ``detail``: instead, how much of the detail inside the cell: each 2 x 2-pixel quadrant's mean colour less the
+    cell's."""
     from vidseg.inversion import encode_frames
     from vidseg.toyworld import render_clip
     from vidseg.video.sample import fit_frames
@@ -245,7 +247,11 @@ def _colour_r2(vae) -> float:
     pixels, _ = fit_frames(clip.frames, 128, 192)
     latents = encode_frames(vae, pixels)[0]  # [3, C, 32, 48]
     groups = [pixels[:1], pixels[1:5], pixels[5:9]]
-    colour = torch.cat([torch.nn.functional.avg_pool2d(g.float(), 4).mean(0).flatten(1).T for g in groups])
+    quadrants = torch.cat([  # [cells, 4 quadrants, 3]
+        torch.nn.functional.pixel_unshuffle(torch.nn.functional.avg_pool2d(g.float(), 2).mean(0), 2)
+        .unflatten(0, (3, 4)).flatten(2).permute(2, 1, 0) for g in groups])
+    cell = quadrants.mean(1)
+    colour = (quadrants - cell[:, None]).flatten(1) if detail else cell
     features = torch.cat([latents.permute(0, 2, 3, 1).reshape(-1, latents.shape[1]),
                           torch.ones(len(colour), 1)], dim=1).double()
     fit = features @ torch.linalg.lstsq(features, colour.double(), driver="gelsd").solution  # rank-deficient: 0 channels
@@ -258,5 +264,7 @@ def test_toy_vae_keeps_colour_locally_where_a_random_one_scrambles_it():
 
     from vidseg.models.tiny import TOY_SPEC, build_small_pipeline
 
-    assert _colour_r2(build_small_pipeline(TOY_SPEC).vae) > 0.9
-    assert _colour_r2(build_small_pipeline(replace(TOY_SPEC, vae_encoder="random")).vae) < 0.5
+    toy, random = build_small_pipeline(TOY_SPEC).vae, build_small_pipeline(replace(TOY_SPEC, vae_encoder="random")).vae
+    assert _colour_r2(toy) > 0.9 and _colour_r2(random) < 0.5
+    # Finer than the cell: each 2 x 2-pixel quadrant's colour, so a shape's outline is seen at twice the resolution.
+    assert _colour_r2(toy, detail=True) > 0.9 and _colour_r2(random, detail=True) < 0.5

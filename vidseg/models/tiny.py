@@ -117,7 +117,7 @@ TINY_SPEC = SmallModelSpec(preset="tiny", num_frames=9, height=64, width=96, hea
 # The toy model (tools/train_toy_model.py): 9 frames at 128 x 192 -> latents 3 x 32 x 48 (VAE / 4) -> a 16 x 24
 # token grid per latent frame, so a toy shape covers several tokens.
 TOY_SPEC = SmallModelSpec(preset="toy", num_frames=9, height=128, width=192, heads=4, head_dim=16, layers=6,
-                          time_embed_dim=64, latent_channels=8, vae_widths=(16, 16, 16), vae_groups=4, text_len=24,
+                          time_embed_dim=64, latent_channels=16, vae_widths=(16, 16, 16), vae_groups=4, text_len=24,
                           extra_words=tuple(_TOY_WORDS), vae_encoder="colour")
 
 
@@ -173,31 +173,38 @@ def build_small_pipeline(spec: SmallModelSpec, *, rope: bool = False, seed: int 
                              scheduler=scheduler)
 
 
-# Latent channels of colour_keeping_encoder: 0-2 the cell's mean R, G, B, 3-4 its mean horizontal and vertical
-# luminance gradient (where an edge runs through it, and which way); the other latent channels are 0.
-_COLOUR_CHANNELS = 5
+# Latent channels of colour_keeping_encoder: 0-11 the mean R, G, B of each 2 x 2-pixel quadrant of the cell
+# (quadrant q = 2 * row + column holds channels 3q .. 3q + 2), 12-13 the cell's mean horizontal and vertical luminance
+# gradient (where an edge runs through it, and which way); the other latent channels are 0.
+_QUADRANT_CHANNELS = 12
+_COLOUR_CHANNELS = _QUADRANT_CHANNELS + 2
 _SILU_OFFSET = 3.0  # norm_out's bias: SiLU is nearly linear (slope 0.93-1.05) around it
 
 
 @torch.no_grad()
 def colour_keeping_encoder(vae: Any) -> Any:
-    """Set an ``AutoencoderKLCogVideoX``'s encoder so each latent cell holds its pixels' mean colour and luminance
-    gradient (averaged over the frames the causal VAE groups), then return ``vae``.
+    """Set an ``AutoencoderKLCogVideoX``'s encoder (two stride-2 stages, 16 channels wide) so each latent cell holds
+    the mean colour of its four 2 x 2-pixel quadrants and its mean luminance gradient (averaged over the frames the
+    causal VAE groups), then return ``vae``.
 
     A random encoder scrambles colour: a linear read of its latents explained about 10 % of the variance of the
     4 x 4-pixel mean colour on toy frames, and the toy model had to learn to unscramble it before it could see a
-    shape. Set this way: ``conv_in`` copies RGB and takes the luminance gradient of the current frame, every
-    residual branch is zeroed (blocks pass their input on), the stride-2 downsamplers take 2 x 2 means (their
-    time pooling is the VAE's own), the group norm and SiLU before ``conv_out`` act as one global affine map
-    (channels are standardised over the clip), and ``conv_out`` keeps ``_COLOUR_CHANNELS`` as the posterior mean
-    with a tiny variance. Only the encoder is set: the decoder stays random, so decoded frames mean nothing
-    (vidseg never decodes).
+    shape. Keeping only each cell's mean colour then left a toy shape 6-12 cells across, too coarse to tell a star's
+    points from a circle's rim; the quadrants double that resolution at the cost of latent channels (16, as
+    CogVideoX's own VAE has). Set this way: ``conv_in`` copies RGB and takes the luminance gradient of the current
+    frame, every residual branch is zeroed (blocks pass their input on), the first stride-2 downsampler takes 2 x 2
+    means, the second moves each of its 2 x 2 inputs' colour into channels of their own (space to depth) and
+    averages the gradient (their time pooling is the VAE's own), the group norm and SiLU before ``conv_out`` act as
+    one global affine map (channels are standardised over the clip), and ``conv_out`` keeps ``_COLOUR_CHANNELS`` as
+    the posterior mean with a tiny variance. Only the encoder is set: the decoder stays random, so decoded frames
+    mean nothing (vidseg never decodes).
     """
     encoder = vae.encoder
     width = encoder.conv_in.conv.out_channels
-    if width < _COLOUR_CHANNELS or vae.config.latent_channels < _COLOUR_CHANNELS:
-        raise ValueError(f"a colour-keeping encoder needs {_COLOUR_CHANNELS} channels, the VAE has "
-                         f"{width} / {vae.config.latent_channels}")
+    samplers = [s for block in encoder.down_blocks for s in block.downsamplers or []]
+    if len(samplers) != 2 or width < _COLOUR_CHANNELS or vae.config.latent_channels < _COLOUR_CHANNELS:
+        raise ValueError(f"a colour-keeping encoder needs 2 downsamplers and {_COLOUR_CHANNELS} channels, the VAE "
+                         f"has {len(samplers)} and {width} / {vae.config.latent_channels}")
     for module in encoder.modules():
         if isinstance(module, (torch.nn.Conv2d, torch.nn.Conv3d)):
             module.weight.zero_()
@@ -210,10 +217,15 @@ def colour_keeping_encoder(vae: Any) -> Any:
     for c in range(3):  # luminance = mean of R, G, B
         conv_in[3, c, -1] = sobel / 3
         conv_in[4, c, -1] = sobel.T / 3
-    for block in encoder.down_blocks:
-        for sampler in block.downsamplers or []:
-            for c in range(width):  # pads right / bottom, so taps 0-1 are the cell's own 2 x 2 inputs
-                sampler.conv.weight[c, c, :2, :2] = 0.25
+    # The downsamplers pad right / bottom, so taps 0-1 are the output cell's own 2 x 2 inputs.
+    for c in range(5):
+        samplers[0].conv.weight[c, c, :2, :2] = 0.25
+    for row in range(2):
+        for col in range(2):
+            for c in range(3):
+                samplers[1].conv.weight[3 * (2 * row + col) + c, c, row, col] = 1.0
+    for g in range(2):
+        samplers[1].conv.weight[_QUADRANT_CHANNELS + g, 3 + g, :2, :2] = 0.25
     # Residual branches: conv2 is zero, so each block returns its input.
     encoder.norm_out.weight.fill_(1.0)
     encoder.norm_out.bias.fill_(_SILU_OFFSET)
