@@ -22,6 +22,7 @@ import yaml
 
 from vidseg.errors import ConfigError, first_line
 from vidseg.registry import EXPORT_FORMATS, INVERSIONS, MAP_KINDS, UPSAMPLERS
+from vidseg.weights import model_location
 
 logger = logging.getLogger(__name__)
 
@@ -292,6 +293,7 @@ def preset_for_model(model: str | Path | None) -> str:
     ``cogvideox-2b`` when nothing tells."""
     if model is None:
         return "cogvideox-2b"
+    model = model_location(model)
     if str(model) in HUB_PRESETS:
         return HUB_PRESETS[str(model)]
     config = Path(model) / "transformer" / "config.json"
@@ -309,7 +311,7 @@ def model_folder_config(model: str | Path | None) -> Path | None:
     """The ``vidseg.yaml`` a local model folder brings (the tiny models' geometry, say), or None."""
     if model is None:
         return None
-    path = Path(model) / "vidseg.yaml"
+    path = Path(model_location(model)) / "vidseg.yaml"
     return path if path.is_file() else None
 
 

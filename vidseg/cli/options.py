@@ -12,7 +12,7 @@ import typer
 from vidseg.registry import INVERSIONS, MAP_KINDS, UPSAMPLERS
 from vidseg.config import VidsegConfig, load_config, model_folder_config, preset_for_model
 
-ModelOpt = typer.Option(None, "--model", help="Hub id or local diffusers folder (CogVideoX or Wan2.1). Default: the preset's, THUDM/CogVideoX-2b.")
+ModelOpt = typer.Option(None, "--model", help="Hub id or local diffusers folder (CogVideoX or Wan2.1), or toy: the shipped toy-world model. Default: the preset's, THUDM/CogVideoX-2b.")
 PresetOpt = typer.Option(None, "--preset", help="Model preset from configs/: cogvideox-2b, cogvideox-5b, wan2.1-1.3b, wan2.1-14b. Default: the one that fits --model.")
 ConfigOpt = typer.Option(None, "--config", help="YAML file overriding the preset (sections video:, maps:, crf:, ...).")
 SetOpt = typer.Option(None, "--set", help="Override one setting, e.g. --set maps.top_k_heads=3 (repeatable).")

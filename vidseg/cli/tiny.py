@@ -51,7 +51,8 @@ def make_toy_clip_command(
     """Write a toy-world clip (moving circles, squares, triangles, stars) and its true label maps.
 
     PATH gets the video; PATH's stem + _masks/ gets one single-channel PNG per frame (0 background, 1 circle,
-    2 square, 3 triangle, 4 star). Segment it with: vidseg predict PATH --classes <shapes> --model MODEL
+    2 square, 3 triangle, 4 star). Segment it with the shipped toy model: vidseg predict PATH --classes <shapes>
+    --model toy
     """
     from vidseg.errors import ConfigError
     from vidseg.toyworld import render_clip, write_toy_clip
@@ -70,5 +71,5 @@ def make_toy_clip_command(
     video, masks = write_toy_clip(path, clip)
     console.print(f"[green]wrote[/] {video} ({frames} frames, {width}x{height}: {clip.caption}) and {masks}/",
                   highlight=False)
-    console.print(f"segment it with: vidseg predict {video} --classes {' '.join(clip.classes)} --model MODEL",
+    console.print(f"segment it with: vidseg predict {video} --classes {' '.join(clip.classes)} --model toy",
                   highlight=False)

@@ -27,6 +27,7 @@ import torch
 
 from vidseg.errors import ConfigError, ModelLoadError, first_line
 from vidseg.registry import BACKBONES
+from vidseg.weights import shipped_model_folder
 
 logger = logging.getLogger(__name__)
 
@@ -41,8 +42,8 @@ _DTYPES = {
 }
 _WEIGHT_SUFFIXES = (".safetensors", ".bin")
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-_HINT = ("pass --model PATH to a local CogVideoX or Wan2.1 diffusers folder, or run `vidseg make-tiny-model DIR` to "
-         "try offline")
+_HINT = ("pass --model PATH to a local CogVideoX or Wan2.1 diffusers folder, or --model toy (shipped) with "
+         "`vidseg make-toy-clip` clips to try offline")
 
 
 class Backbone:
@@ -394,7 +395,14 @@ def _missing_parts(folder: Path) -> list[str]:
 
 
 def _resolve_folder(model: str) -> Path:
-    """The local folder holding ``model``: the path itself, a cached hub snapshot, or a fresh download."""
+    """The local folder holding ``model``: a shipped model's package folder, the path itself, a cached hub
+    snapshot, or a fresh download."""
+    shipped = shipped_model_folder(model)
+    if shipped is not None:
+        if _missing_parts(shipped):
+            raise ModelLoadError(f"the shipped model {model} is missing from this install ({shipped}); reinstall "
+                                 f"vidseg from a full source checkout")
+        return shipped
     path = Path(model).expanduser()
     if path.exists():
         if not path.is_dir():
