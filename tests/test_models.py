@@ -136,7 +136,7 @@ def test_hub_id_fails_fast_offline():
     assert time.perf_counter() - start < 5
     message = str(info.value)
     assert "\n" not in message and "THUDM/CogVideoX-2b" in message
-    assert "--model PATH" in message and "make-tiny-model" in message
+    assert "--model PATH" in message and "--model toy" in message
 
 
 def test_hub_id_fails_fast_when_the_network_hangs(monkeypatch):
