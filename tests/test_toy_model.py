@@ -35,6 +35,11 @@ def clips(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[Path, list[str
     return out
 
 
+def _mean_iou(predicted: np.ndarray, truth: np.ndarray, classes: list[str]) -> float:
+    """Mean IoU over the shapes present in ``truth`` (labels ``[T, H, W]``)."""
+    return float(np.mean([v for v in class_ious(predicted, truth, classes).values() if v is not None]))
+
+
 def predict_miou(model: str | Path, clips, tmp_path: Path) -> float:
     """``vidseg predict`` each clip with the classes present; mean over clips of the mean IoU over its shapes."""
     scores = []
@@ -46,7 +51,7 @@ def predict_miou(model: str | Path, clips, tmp_path: Path) -> float:
         masks = sorted((out / Path(path).stem / "masks").glob("*.png"))
         predicted = np.stack([np.asarray(Image.open(m)) for m in masks])
         assert not any(absent_pixels(predicted, truth, classes).values())
-        scores.append(np.mean([v for v in class_ious(predicted, truth, classes).values() if v is not None]))
+        scores.append(_mean_iou(predicted, truth, classes))
     return float(np.mean(scores))
 
 
@@ -100,5 +105,5 @@ def test_a_mirrored_map_falls_below_the_floor(clips):
         result = segmenter.compute_saliency(path, classes)
         mirrored = replace(result, sampled=result.sampled.flip(-1))
         predicted = np.stack([labels for _, labels in segmenter.iter_labels(mirrored)])
-        scores.append(np.mean([v for v in class_ious(predicted, truth, classes).values() if v is not None]))
+        scores.append(_mean_iou(predicted, truth, classes))
     assert np.mean(scores) < TOY_FLOOR
