@@ -1,7 +1,7 @@
 """A plumbing oracle: a backbone whose map read-out is right by construction, for toy-world clips.
 
-It stands where CogVideoX stands in ``VideoSegmenter`` (the same ``encode_text`` / ``encode_video`` /
-``noise_to_readout`` / ``read_maps`` seam), so everything around the model -- sampling, windows and blending, resize
+It implements the backbone contract (``vidseg.models.base.Backbone``) and stands where a model stands in
+``VideoSegmenter``, so everything around the model -- sampling, windows and blending, resize
 / pad and crop, latent-frame <-> frame mapping, calibration, upsampling, CRF, export -- runs on meaningful maps.
 
 Its maps come from the truth, not from vidseg's code paths: each class's object has a known uniform colour, so the
@@ -20,12 +20,14 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from vidseg.models.base import Backbone, TextEmbeddings
+
 COLOUR_TOLERANCE = 40  # max per-channel difference (RGB levels) from the object's colour; noise sigma is 6
 TOKEN_PIXELS = 8  # the toy model's grid (configs/toy.yaml); CogVideoX's is 16
 PLANTS = (None, "flip", "shift")
 
 
-class OracleBackbone:
+class OracleBackbone(Backbone):
     """Backbone stand-in for toy clips.
 
     Args:
@@ -35,7 +37,8 @@ class OracleBackbone:
     """
 
     source = "oracle"
-    inversion_labels = {"ddim": "DDIM inversion", "renoise": "renoise"}
+    display_name = "oracle"
+    captures = frozenset({"video_outputs", "video_queries", "concept_keys"})
     device = torch.device("cpu")
     dtype = torch.float32
 
@@ -46,13 +49,17 @@ class OracleBackbone:
         self.plant = plant
         self.names: list[str] = []  # concept embeddings carry an index into this list
 
-    def encode_text(self, prompt: str, classes: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    @classmethod
+    def preset_for(cls, transformer_config: Any) -> str:
+        return "toy"
+
+    def encode_text(self, prompt: str, classes: Sequence[str]) -> TextEmbeddings:
         codes = []
         for name in classes:
             if name not in self.names:
                 self.names.append(name)
             codes.append(self.names.index(name))
-        return torch.zeros(1, 1, 1), torch.tensor(codes, dtype=torch.float32)[:, None]
+        return TextEmbeddings(torch.zeros(1, 1, 1), torch.tensor(codes, dtype=torch.float32)[:, None])
 
     def release_text_encoder(self) -> None:
         pass
@@ -63,16 +70,30 @@ class OracleBackbone:
     def encode_video(self, pixels: torch.Tensor) -> torch.Tensor:
         return pixels[None].float()  # the "latents" are the model-input frames themselves [1, T, 3, H, W]
 
-    def noise_to_readout(self, latents: torch.Tensor, prompt_embeds: torch.Tensor, inversion: Any, *,
+    def latent_shape(self, num_frames: int, height: int, width: int) -> tuple[int, ...]:
+        return 1, num_frames, 3, height, width
+
+    def token_grid(self, latents: torch.Tensor) -> tuple[int, int, int]:
+        T, H, W = latents.shape[1], latents.shape[3], latents.shape[4]
+        return (T - 1) // 4 + 1, H // TOKEN_PIXELS, W // TOKEN_PIXELS
+
+    def predict(self, latents: torch.Tensor, timestep: float, text: TextEmbeddings) -> torch.Tensor:
+        return torch.zeros_like(latents)
+
+    def readout_timestep(self, inversion: Any) -> int:
+        return 399
+
+    def noise_to_readout(self, latents: torch.Tensor, text: TextEmbeddings, inversion: Any, *,
                          on_step: Any = None) -> tuple[torch.Tensor, int]:
-        steps = inversion.num_steps - inversion.readout_index if inversion.method == "ddim" else 0
+        steps = self.inversion_steps(inversion) or 0
         for i in range(steps):
             if on_step is not None:
                 on_step(i, steps)
-        return latents, 399
+        return latents, self.readout_timestep(inversion)
 
-    def read_maps(self, noisy: torch.Tensor, timestep: int, prompt_embeds: torch.Tensor,
-                  concept_embeds: torch.Tensor, maps: Any) -> dict[str, torch.Tensor]:
+    def read_maps(self, noisy: torch.Tensor, timestep: int, text: TextEmbeddings, maps: Any,
+                  kinds: Sequence[str]) -> dict[str, torch.Tensor]:
+        concept_embeds = text.concepts
         rgb = ((noisy[0].permute(0, 2, 3, 1).numpy() + 1) * 127.5)  # [T, H, W, 3]
         T, H, W, _ = rgb.shape
         h, w = H // TOKEN_PIXELS, W // TOKEN_PIXELS
@@ -90,4 +111,4 @@ class OracleBackbone:
         maps_out = torch.from_numpy(out)
         if self.plant == "flip":
             maps_out = maps_out.flip(-1)
-        return {"imap": maps_out, "gramcol": maps_out}
+        return {kind: maps_out for kind in kinds}

@@ -1,4 +1,4 @@
-"""IMAP / GramCol read-out: the three statistics, the instrumented processor and extract_maps against a naive
+"""IMAP / GramCol read-out: the three statistics, the instrumented processor and read_concept_maps against a naive
 re-implementation of method.md §5-§9 written here with explicit loops."""
 
 from __future__ import annotations
@@ -13,16 +13,9 @@ from diffusers.models.embeddings import apply_rotary_emb
 from sklearn.metrics import calinski_harabasz_score
 
 from vidseg.errors import ConfigError
-from vidseg.imap import (
-    concept_stream_attention,
-    extract_maps,
-    frame_separation,
-    gramcol,
-    latent_token_grid,
-    surrogate_tokens,
-    zscore_over_slots,
-)
-from vidseg.models.forward import predict_velocity, rotary_embedding
+from vidseg.maps import frame_separation, gramcol, surrogate_tokens, zscore_over_slots
+from vidseg.models.cogvideox.backbone import predict_velocity, rotary_embedding, token_grid
+from vidseg.models.cogvideox.capture import concept_stream_attention, read_concept_maps
 
 TEXT_LEN = 16  # max_text_seq_length of the tiny models = number of concept slots
 TEXT_DIM = 32
@@ -225,7 +218,7 @@ def test_extract_maps_equals_naive_reference(transformer, layers: list[int]) -> 
     torch.testing.assert_close(captured["video"], video, rtol=1e-5, atol=1e-5)
 
     for slots in ("compact", "full"):
-        maps = extract_maps(transformer, latents, 400, prompt_embeds, concept_embeds, layers=layers, top_k=1,
+        maps = read_concept_maps(transformer, latents, 400, prompt_embeds, concept_embeds, layers=layers, top_k_heads=1,
                             concept_slots=slots)
         assert maps["imap"].shape == maps["gramcol"].shape == (3, 3, 4, 6)
         assert maps["imap"].dtype == torch.float32 and maps["imap"].device.type == "cpu"
@@ -236,9 +229,9 @@ def test_extract_maps_equals_naive_reference(transformer, layers: list[int]) -> 
 @pytest.mark.parametrize("num_concepts", [1, 5, TEXT_LEN - 1, TEXT_LEN])
 def test_compact_equals_full(transformer, num_concepts: int) -> None:
     latents, prompt_embeds, concept_embeds = make_inputs(num_concepts)
-    kwargs = dict(layers=[0, 1, 2], top_k=2)
-    compact = extract_maps(transformer, latents, 400, prompt_embeds, concept_embeds, **kwargs)
-    full = extract_maps(transformer, latents, 400, prompt_embeds, concept_embeds, concept_slots="full", **kwargs)
+    kwargs = dict(layers=[0, 1, 2], top_k_heads=2)
+    compact = read_concept_maps(transformer, latents, 400, prompt_embeds, concept_embeds, **kwargs)
+    full = read_concept_maps(transformer, latents, 400, prompt_embeds, concept_embeds, concept_slots="full", **kwargs)
     for name in ("imap", "gramcol"):
         assert compact[name].shape == (num_concepts, 3, 4, 6)
         torch.testing.assert_close(compact[name], full[name], rtol=1e-5, atol=1e-5)
@@ -253,8 +246,8 @@ def test_instrumented_forward_is_bit_identical_and_restored(transformer) -> None
     latents, prompt_embeds, concept_embeds = make_inputs()
     original = transformer.attn_processors
     stock = predict_velocity(transformer, latents, 400, prompt_embeds)
-    grid = latent_token_grid(transformer, latents)
-    with concept_stream_attention(transformer, concept_embeds, grid, layers=[1], top_k=1) as readout:
+    grid = token_grid(transformer.config, latents)
+    with concept_stream_attention(transformer, concept_embeds, grid, layers=[1], top_k_heads=1) as readout:
         swapped = transformer.attn_processors
         assert type(swapped["transformer_blocks.1.attn1.processor"]).__name__ == "ConceptStreamAttnProcessor"
         assert swapped["transformer_blocks.2.attn1.processor"] is original["transformer_blocks.2.attn1.processor"]
@@ -265,7 +258,7 @@ def test_instrumented_forward_is_bit_identical_and_restored(transformer) -> None
     assert not transformer.transformer_blocks[0]._forward_pre_hooks
 
     with pytest.raises(KeyboardInterrupt):
-        with concept_stream_attention(transformer, concept_embeds, grid, layers=[0, 2], top_k=1):
+        with concept_stream_attention(transformer, concept_embeds, grid, layers=[0, 2], top_k_heads=1):
             raise KeyboardInterrupt
     assert transformer.attn_processors == original
     assert not transformer.transformer_blocks[0]._forward_pre_hooks
@@ -274,8 +267,8 @@ def test_instrumented_forward_is_bit_identical_and_restored(transformer) -> None
 def test_bfloat16_runs() -> None:
     model = make_transformer(rope=True).to(torch.bfloat16)
     latents, prompt_embeds, concept_embeds = make_inputs()
-    maps = extract_maps(model, latents.bfloat16(), 400, prompt_embeds.bfloat16(), concept_embeds.bfloat16(),
-                        layers=[0, 2], top_k=1)
+    maps = read_concept_maps(model, latents.bfloat16(), 400, prompt_embeds.bfloat16(), concept_embeds.bfloat16(),
+                        layers=[0, 2], top_k_heads=1)
     for name in ("imap", "gramcol"):
         assert maps[name].dtype == torch.float32 and maps[name].shape == (3, 3, 4, 6)
         assert torch.isfinite(maps[name]).all() and maps[name].abs().max() > 0
@@ -284,12 +277,12 @@ def test_bfloat16_runs() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "num_concepts", "message"),
     [
-        (dict(layers=[3], top_k=1), 3, "do not exist"),
-        (dict(layers=[-1], top_k=1), 3, "do not exist"),
+        (dict(layers=[3], top_k_heads=1), 3, "do not exist"),
+        (dict(layers=[-1], top_k_heads=1), 3, "do not exist"),
         (dict(layers=[]), 3, "empty"),
-        (dict(layers=[0], top_k=3), 3, "top_k_heads"),
-        (dict(layers=[0], top_k=1, concept_slots="half"), 3, "concept_slots"),
-        (dict(layers=[0], top_k=1), TEXT_LEN + 1, "class names"),
+        (dict(layers=[0], top_k_heads=3), 3, "top_k_heads"),
+        (dict(layers=[0], top_k_heads=1, concept_slots="half"), 3, "concept_slots"),
+        (dict(layers=[0], top_k_heads=1), TEXT_LEN + 1, "class names"),
     ],
 )
 def test_bad_options_raise_config_error(kwargs: dict, num_concepts: int, message: str) -> None:
@@ -297,7 +290,7 @@ def test_bad_options_raise_config_error(kwargs: dict, num_concepts: int, message
     latents, prompt_embeds, concept_embeds = make_inputs(num_concepts)
     original = model.attn_processors
     with pytest.raises(ConfigError, match=message) as info:
-        extract_maps(model, latents, 400, prompt_embeds, concept_embeds, **kwargs)
+        read_concept_maps(model, latents, 400, prompt_embeds, concept_embeds, **kwargs)
     assert "\n" not in str(info.value)
     assert model.attn_processors == original
 
@@ -306,4 +299,4 @@ def test_single_latent_frame_raises_config_error() -> None:
     model = make_transformer(rope=True)
     latents, prompt_embeds, concept_embeds = make_inputs()
     with pytest.raises(ConfigError, match="2 latent frames"):
-        extract_maps(model, latents[:, :1], 400, prompt_embeds, concept_embeds, layers=[0], top_k=1)
+        read_concept_maps(model, latents[:, :1], 400, prompt_embeds, concept_embeds, layers=[0], top_k_heads=1)

@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from vidseg.inversion import encode_frames, invert_video, readout_timestep, renoise_video, timestep_grid
-from vidseg.models.forward import predict_velocity
-from vidseg.models.load import load_model
-from vidseg.models.tiny import COGVIDEOX_2B_SCHEDULER, COGVIDEOX_5B_SCHEDULER
+from vidseg.inversion import invert_ddim, readout_timestep, renoise_ddim, timestep_grid
+from vidseg.models.cogvideox.backbone import encode_frames, predict_velocity
+from vidseg.models.cogvideox.parts import COGVIDEOX_2B_SCHEDULER, COGVIDEOX_5B_SCHEDULER
+from vidseg.models.base import TextEmbeddings
+from vidseg.models.hub import load_model
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +26,13 @@ def clip_latents(tiny):
 
 @pytest.fixture(scope="module")
 def prompt_embeds(tiny):
-    return tiny.encode_text("A video of a dog.", ["dog"])[0]
+    return tiny.encode_text("A video of a dog.", ["dog"]).prompt_embeds
+
+
+def predictor(model, prompt_embeds):
+    """The backbone's prediction with the caption bound, as ``noise_to_readout`` hands it to the inverter."""
+    text = TextEmbeddings(prompt_embeds, torch.zeros(0))
+    return lambda z, t: model.predict(z, t, text)
 
 
 def test_readout_timestep_of_the_real_schedulers():
@@ -58,8 +65,8 @@ def test_encode_frames(tiny, clip_latents):
 
 def test_inversion_step_formula(tiny, clip_latents, prompt_embeds):
     # One step from the clean latent (ᾱ = 1) to t = 99: x0 = z and ε = v, so z' = √ᾱ z + √(1-ᾱ) v(z, 99).
-    noisy, t = invert_video(tiny.transformer, tiny.scheduler, clip_latents, prompt_embeds, num_steps=10,
-                            readout_index=9)
+    noisy, t = invert_ddim(predictor(tiny, prompt_embeds), tiny.scheduler, clip_latents, num_steps=10,
+                           readout_index=9)
     assert t == 99
     with torch.no_grad():
         v = predict_velocity(tiny.transformer, clip_latents, 99, prompt_embeds)
@@ -69,8 +76,8 @@ def test_inversion_step_formula(tiny, clip_latents, prompt_embeds):
 
 def test_inversion_reports_progress(tiny, clip_latents, prompt_embeds):
     calls = []
-    noisy, t = invert_video(tiny.transformer, tiny.scheduler, clip_latents, prompt_embeds, num_steps=10,
-                            readout_index=6, on_step=lambda i, n: calls.append((i, n)))
+    noisy, t = invert_ddim(predictor(tiny, prompt_embeds), tiny.scheduler, clip_latents, num_steps=10,
+                           readout_index=6, on_step=lambda i, n: calls.append((i, n)))
     assert t == 399 and noisy.shape == clip_latents.shape and noisy.dtype == torch.float32
     assert calls == [(1, 4), (2, 4), (3, 4), (4, 4)]  # t = 99, 199, 299, 399
 
@@ -90,8 +97,8 @@ def test_inversion_then_reconstruction_error_falls_with_steps(tiny, clip_latents
     errors = []
     for num_steps in (10, 40):
         readout_index = num_steps // 5  # t = 799 for both grids
-        noisy, t = invert_video(tiny.transformer, tiny.scheduler, clip_latents, prompt_embeds,
-                                num_steps=num_steps, readout_index=readout_index)
+        noisy, t = invert_ddim(predictor(tiny, prompt_embeds), tiny.scheduler, clip_latents,
+                               num_steps=num_steps, readout_index=readout_index)
         assert t == 799
         rebuilt = _reconstruct(tiny.transformer, tiny.scheduler, noisy, prompt_embeds, t, num_steps)
         errors.append(float((rebuilt - clip_latents).norm() / clip_latents.norm()))
@@ -101,27 +108,27 @@ def test_inversion_then_reconstruction_error_falls_with_steps(tiny, clip_latents
 
 def test_inversion_in_bfloat16_keeps_float32_latents(tiny_model_dir, clip_latents):
     model = load_model(str(tiny_model_dir), dtype="bfloat16")
-    prompt_embeds, _ = model.encode_text("A video of a dog.", ["dog"])
-    noisy, t = invert_video(model.transformer, model.scheduler, clip_latents, prompt_embeds, num_steps=10,
+    prompt_embeds = model.encode_text("A video of a dog.", ["dog"]).prompt_embeds
+    noisy, t = invert_ddim(predictor(model, prompt_embeds), model.scheduler, clip_latents, num_steps=10,
                             readout_index=6)
     assert noisy.dtype == torch.float32 and torch.isfinite(noisy).all() and t == 399
 
 
 def test_inversion_with_rope(tiny_rope_model_dir):
     model = load_model(str(tiny_rope_model_dir))
-    prompt_embeds, _ = model.encode_text("A video of a dog.", ["dog"])
+    prompt_embeds = model.encode_text("A video of a dog.", ["dog"]).prompt_embeds
     frames = torch.rand(9, 3, 64, 96, generator=torch.Generator().manual_seed(1)) * 2 - 1
     latents = encode_frames(model.vae, frames)
-    noisy, t = invert_video(model.transformer, model.scheduler, latents, prompt_embeds, num_steps=10,
+    noisy, t = invert_ddim(predictor(model, prompt_embeds), model.scheduler, latents, num_steps=10,
                             readout_index=6)
     assert t == 399 and noisy.shape == latents.shape and torch.isfinite(noisy).all()
 
 
 def test_renoise(tiny, clip_latents):
-    noisy, t = renoise_video(tiny.scheduler, clip_latents, num_steps=50, readout_index=30, seed=42)
+    noisy, t = renoise_ddim(tiny.scheduler, clip_latents, num_steps=50, readout_index=30, seed=42)
     assert t == 399
-    again, _ = renoise_video(tiny.scheduler, clip_latents, num_steps=50, readout_index=30, seed=42)
-    other, _ = renoise_video(tiny.scheduler, clip_latents, num_steps=50, readout_index=30, seed=7)
+    again, _ = renoise_ddim(tiny.scheduler, clip_latents, num_steps=50, readout_index=30, seed=42)
+    other, _ = renoise_ddim(tiny.scheduler, clip_latents, num_steps=50, readout_index=30, seed=7)
     torch.testing.assert_close(noisy, again, rtol=0, atol=0)
     assert not torch.allclose(noisy, other)
     eps = torch.randn(clip_latents.shape, generator=torch.Generator().manual_seed(42))

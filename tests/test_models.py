@@ -12,8 +12,10 @@ import pytest
 import torch
 
 from vidseg.errors import ConfigError, ModelLoadError
-from vidseg.models import load as load_module
-from vidseg.models.load import CONCEPT_MAX_TOKENS, default_prompt, load_model
+from vidseg.models import hub as hub_module
+from vidseg.models.cogvideox.backbone import CONCEPT_MAX_TOKENS
+from vidseg.models.hub import load_model
+from vidseg.models.text import default_prompt
 from vidseg.models.tiny import make_tiny_model
 
 
@@ -63,9 +65,9 @@ def test_load_tiny_model(tiny, tiny_model_dir):
 
 def test_weights_load_lazily(tiny_model_dir):
     model = load_model(str(tiny_model_dir))
-    assert model._transformer is None and model._vae is None and not model.text_encoder_loaded
+    assert model._transformer is None and model._vae is None and model._text_encoder is None
     model.encode_text("A video of a dog.", ["dog"])
-    assert model._transformer is None and model.text_encoder_loaded
+    assert model._transformer is None and model._text_encoder is not None
 
 
 def test_load_rope_variant(tiny_rope_model_dir):
@@ -78,11 +80,12 @@ def test_load_rope_variant(tiny_rope_model_dir):
 
 
 def test_encode_text_shapes_and_first_tokens(tiny):
-    prompt_embeds, concept_embeds = tiny.encode_text("A video of a person and a dog.", ["person", "dog", "light pole"])
+    text = tiny.encode_text("A video of a person and a dog.", ["person", "dog", "light pole"])
+    prompt_embeds, concept_embeds = text.prompt_embeds, text.concepts
     assert prompt_embeds.shape == (1, 16, 32) and concept_embeds.shape == (3, 32)
     assert prompt_embeds.dtype == concept_embeds.dtype == torch.float32
     # Each class is encoded on its own: its embedding ignores the prompt and the other classes.
-    _, alone = tiny.encode_text("Something else entirely.", ["dog"])
+    alone = tiny.encode_text("Something else entirely.", ["dog"]).concepts
     torch.testing.assert_close(alone[0], concept_embeds[1])
     # Only the first token is kept: "light pole" is the first token of "light pole" encoded on its own.
     tokenizer, encoder = tiny._load_text_encoder()
@@ -91,7 +94,7 @@ def test_encode_text_shapes_and_first_tokens(tiny):
         expected = encoder(ids)[0][0, 0].float()
     torch.testing.assert_close(concept_embeds[2], expected)
     assert not torch.allclose(concept_embeds[0], concept_embeds[1])
-    assert tiny.encode_text("A video.", [])[1].shape == (0, 32)
+    assert tiny.encode_text("A video.", []).concepts.shape == (0, 32)
 
 
 def test_tiny_tokenizer_gives_distinct_first_tokens(tiny):
@@ -105,20 +108,20 @@ def test_tiny_tokenizer_gives_distinct_first_tokens(tiny):
 
 
 def test_long_prompt_is_truncated_with_a_warning(tiny, caplog):
-    with caplog.at_level("WARNING", logger="vidseg.models.load"):
-        prompt_embeds, _ = tiny.encode_text("A video of " + "a dog and " * 20 + "a cat.", ["dog"])
+    with caplog.at_level("WARNING", logger="vidseg.models.cogvideox.backbone"):
+        prompt_embeds = tiny.encode_text("A video of " + "a dog and " * 20 + "a cat.", ["dog"]).prompt_embeds
     assert prompt_embeds.shape == (1, 16, 32)
     assert "only the first 16 are used" in caplog.text
 
 
 def test_release_text_encoder_and_reload(tiny_model_dir):
     model = load_model(str(tiny_model_dir))
-    before, _ = model.encode_text("A video of a dog.", ["dog"])
+    before = model.encode_text("A video of a dog.", ["dog"]).prompt_embeds
     model.release_text_encoder()
-    assert not model.text_encoder_loaded
+    assert model._text_encoder is None
     model.release_text_encoder()  # twice is fine
-    after, _ = model.encode_text("A video of a dog.", ["dog"])
-    assert model.text_encoder_loaded
+    after = model.encode_text("A video of a dog.", ["dog"]).prompt_embeds
+    assert model._text_encoder is not None
     torch.testing.assert_close(before, after)
 
 
@@ -144,7 +147,7 @@ def test_hub_id_fails_fast_when_the_network_hangs(monkeypatch):
     from huggingface_hub import constants
 
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setattr(load_module, "HUB_TIMEOUT_S", 0.3)
+    monkeypatch.setattr(hub_module, "HUB_TIMEOUT_S", 0.3)
 
     def never_connects(*args, **kwargs):
         time.sleep(5)  # well past the probe's timeout; then fail like a real timeout would
@@ -199,18 +202,18 @@ def test_corrupt_weights_fail_on_first_use(tmp_path, tiny_model_dir):
         model.transformer
 
 
-def test_dtype_and_device_errors(tiny_model_dir):
+def test_dtype_and_device_errors(tiny_model_dir, monkeypatch):
     with pytest.raises(ConfigError, match="bfloat16, float16 or float32"):
         load_model(str(tiny_model_dir), dtype="int8")
     with pytest.raises(ConfigError, match="not a torch device"):
         load_model(str(tiny_model_dir), device="gpu please")
-    if not torch.cuda.is_available():
-        with pytest.raises(ConfigError, match="--device cpu"):
-            load_model(str(tiny_model_dir), device="cuda")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # a GPU machine checks the hint too
+    with pytest.raises(ConfigError, match="--device cpu"):
+        load_model(str(tiny_model_dir), device="cuda")
 
 
 def test_offload_on_cpu_is_a_logged_no_op(tiny_model_dir, caplog):
-    with caplog.at_level("INFO", logger="vidseg.models.load"):
+    with caplog.at_level("INFO", logger="vidseg.models.hub"):
         model = load_model(str(tiny_model_dir), device="cpu", offload=True)
     assert "offload only applies on a CUDA device" in caplog.text
     assert next(model.transformer.parameters()).device == torch.device("cpu")
@@ -239,7 +242,7 @@ def _colour_r2(vae, detail: bool = False) -> float:
     over the latent frames of a toy clip (frame 0, then frames 1-4 and 5-8 as the causal VAE groups them).
     ``detail``: instead, how much of the detail inside the cell: each 2 x 2-pixel quadrant's mean colour less the
     cell's."""
-    from vidseg.inversion import encode_frames
+    from vidseg.models.cogvideox.backbone import encode_frames
     from vidseg.toyworld import render_clip
     from vidseg.video.sample import fit_frames
 
@@ -262,9 +265,10 @@ def _colour_r2(vae, detail: bool = False) -> float:
 def test_toy_vae_keeps_colour_locally_where_a_random_one_scrambles_it():
     from dataclasses import replace
 
-    from vidseg.models.tiny import TOY_SPEC, build_small_pipeline
+    from vidseg.models.cogvideox.parts import build_tiny_pipeline
+    from vidseg.models.tiny import TOY_SPEC
 
-    toy, random = build_small_pipeline(TOY_SPEC).vae, build_small_pipeline(replace(TOY_SPEC, vae_encoder="random")).vae
+    toy, random = build_tiny_pipeline(TOY_SPEC).vae, build_tiny_pipeline(replace(TOY_SPEC, vae_encoder="random")).vae
     assert _colour_r2(toy) > 0.9 and _colour_r2(random) < 0.5
     # Finer than the cell: each 2 x 2-pixel quadrant's colour, so a shape's outline is seen at twice the resolution.
     assert _colour_r2(toy, detail=True) > 0.9 and _colour_r2(random, detail=True) < 0.5

@@ -80,9 +80,10 @@ def test_shipped_toy_model_segments_held_out_clips(clips, tmp_path):
 def test_random_weight_controls_do_not(clips, tiny_model_dir, tmp_path):
     """The random tiny model, and the toy architecture before training (same preset and geometry as the shipped
     weights), on the same clips."""
-    from vidseg.models.tiny import TOY_SPEC, build_small_pipeline, save_small_pipeline
+    from vidseg.models.cogvideox.parts import build_tiny_pipeline
+    from vidseg.models.tiny import TOY_SPEC, save_small_pipeline
 
-    untrained = save_small_pipeline(build_small_pipeline(TOY_SPEC, seed=0), tmp_path / "untrained", TOY_SPEC.preset)
+    untrained = save_small_pipeline(build_tiny_pipeline(TOY_SPEC, seed=0), tmp_path / "untrained", TOY_SPEC.preset)
     for model in (tiny_model_dir, untrained):
         assert predict_miou(model, clips, tmp_path / Path(model).name) < CONTROL_CEILING
 
@@ -94,7 +95,7 @@ def test_a_mirrored_map_falls_below_the_floor(clips):
     from dataclasses import replace
 
     from vidseg.config import load_config, model_folder_config
-    from vidseg.models.load import load_model
+    from vidseg.models.hub import load_model
     from vidseg.pipeline import VideoSegmenter
 
     config = load_config(model_dir_config=model_folder_config("toy"), overrides=["export.workers=1"])

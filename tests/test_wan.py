@@ -17,12 +17,12 @@ from sklearn.metrics import calinski_harabasz_score
 from tests.test_cli import run_cli
 from vidseg.config import load_config, model_folder_config
 from vidseg.errors import ConfigError
-from vidseg.imap import extract_maps
-from vidseg.imap.wan import prompt_length
 from vidseg.inversion import flow_grid, invert_flow, renoise_flow
-from vidseg.models.forward import predict_flow
-from vidseg.models.load import load_model
-from vidseg.models.wan import WanModel, concept_positions
+from vidseg.models.base import TextEmbeddings
+from vidseg.models.hub import load_model
+from vidseg.models.wan import WanBackbone
+from vidseg.models.wan.backbone import concept_positions, predict_flow
+from vidseg.models.wan.capture import cross_attention_readout, prompt_length, read_cross_attention_maps
 from vidseg.pipeline import VideoSegmenter
 
 
@@ -36,14 +36,15 @@ def wan_inputs(wan):
     torch.manual_seed(0)
     prompt = "A video of a person and a dog on the grass."
     classes = ["dog", "person", "grass"]
-    prompt_embeds, concepts = wan.encode_text(prompt, classes)
+    text = wan.encode_text(prompt, classes)
+    prompt_embeds, concepts = text.prompt_embeds, text.concepts
     latents = torch.randn(1, 4, 3, 8, 12)
     return prompt, classes, prompt_embeds, concepts, latents
 
 
 def test_wan_is_recognised_and_text_has_512_slots(wan, wan_inputs):
     prompt, classes, prompt_embeds, concepts, _ = wan_inputs
-    assert isinstance(wan, WanModel) and wan.family == "wan"
+    assert isinstance(wan, WanBackbone)
     assert prompt_embeds.shape == (1, 512, 32)
     length = prompt_length(prompt_embeds)
     assert length == len(wan.tokenizer(prompt).input_ids)  # real tokens, EOS included
@@ -124,8 +125,8 @@ def test_wan_maps_equal_the_literal_restatement(wan, wan_inputs, slots):
     transformer = copy.deepcopy(wan.transformer).double()
     prompt_embeds, latents = prompt_embeds.double(), latents.double()
     expected = _literal_readout(transformer, latents, 818.0, prompt_embeds, concepts.tolist(), [0, 1], top_k=1)
-    got = extract_maps(transformer, latents, 818.0, prompt_embeds, concepts, layers=[0, 1], top_k=1,
-                       concept_slots=slots)
+    got = read_cross_attention_maps(transformer, latents, 818.0, prompt_embeds, concepts, layers=[0, 1],
+                                    top_k_heads=1, concept_slots=slots)
     assert set(got) == {"imap", "gramcol", "cross_attention"}
     for name in got:
         assert got[name].shape == (3, 3, 4, 6)
@@ -138,15 +139,13 @@ def test_wan_processor_leaves_the_output_bit_identical_and_is_restored(wan, wan_
     before = dict(transformer.attn_processors)
     with torch.no_grad():
         stock = predict_flow(transformer, latents, 818.0, prompt_embeds)
-    from vidseg.imap.wan import cross_attention_readout
-
-    with cross_attention_readout(transformer, prompt_embeds, concepts, (3, 4, 6), layers=[0, 1], top_k=1):
+    with cross_attention_readout(transformer, prompt_embeds, concepts, (3, 4, 6), layers=[0, 1], top_k_heads=1):
         with torch.no_grad():
             instrumented = predict_flow(transformer, latents, 818.0, prompt_embeds)
     assert torch.equal(stock, instrumented)
     assert all(transformer.attn_processors[k] is p for k, p in before.items())
     with pytest.raises(RuntimeError):
-        with cross_attention_readout(transformer, prompt_embeds, concepts, (3, 4, 6), layers=[1], top_k=1):
+        with cross_attention_readout(transformer, prompt_embeds, concepts, (3, 4, 6), layers=[1], top_k_heads=1):
             raise RuntimeError("boom")
     assert all(transformer.attn_processors[k] is p for k, p in before.items())
 
@@ -166,8 +165,9 @@ def test_flow_inversion_and_renoise(wan, wan_inputs):
     sigmas, timesteps = flow_grid(wan.scheduler, 50, 20)
     assert len(sigmas) == 51 and sigmas[-1] == 0 and abs(sigmas[20] - 0.8182) < 1e-3
     steps = []
-    noisy, t = invert_flow(wan.transformer, wan.scheduler, latents, prompt_embeds, num_steps=50, readout_index=20,
-                           on_step=lambda i, n: steps.append((i, n)))
+    text = TextEmbeddings(prompt_embeds, torch.zeros(0))
+    noisy, t = invert_flow(lambda z, t: wan.predict(z, t, text), wan.scheduler, latents, num_steps=50,
+                           readout_index=20, on_step=lambda i, n: steps.append((i, n)))
     assert t == timesteps[20] and steps[-1] == (30, 30) and noisy.shape == latents.shape
     # Integrating back down the same grid with the same Euler rule comes close to the start.
     z = noisy

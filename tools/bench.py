@@ -205,7 +205,7 @@ class Meter:
 
 def open_model(args: argparse.Namespace, device: torch.device, dtype: torch.dtype, workdir: Path) -> tuple[Any, str]:
     """The model to bench and where its settings come from: (backbone, preset name or model folder)."""
-    from vidseg.models.load import load_model
+    from vidseg.models.hub import load_model
 
     if args.geometry == "tiny":
         folder = args.model
@@ -277,38 +277,37 @@ def run_stages(model: Any, config: Any, video: Path, classes: list[str], device:
 
 
 def overhead_inputs(model: Any, config: Any, num_concepts: int, native: bool) -> dict[str, Any]:
-    """Random latents, prompt and concepts for one read-out forward, at the native clip or the config's."""
+    """Random latents and text (the family's ``parts.random_text``) for one read-out forward, at the native clip
+    (the model's ``sample_frames`` at its example size) or the config's."""
+    import importlib
+
+    from vidseg.models.base import TextEmbeddings
+
     generator = torch.Generator().manual_seed(0)
-    t = model.transformer_config
     if native:
-        clip = (t.get("sample_frames", 49), 480, 832 if model.family == "wan" else 720)
+        height, width = (int(v) for v in model.example_size.split("x"))
+        clip = (model.transformer_config.get("sample_frames", 49), height, width)
     else:
         clip = (config.video.num_frames, config.video.height, config.video.width)
     latents = torch.randn(model.latent_shape(*clip), generator=generator)
-    if model.family == "wan":
-        prompt = torch.zeros(1, 512, t["text_dim"])
-        prompt[:, :24] = torch.randn(1, 24, t["text_dim"], generator=generator)  # a 24-token prompt, then padding
-        concepts = torch.arange(4, 4 + num_concepts)
-    else:
-        prompt = torch.randn(1, t["max_text_seq_length"], t["text_embed_dim"], generator=generator)
-        concepts = torch.randn(num_concepts, t["text_embed_dim"], generator=generator)
-    device, dtype = model.device, model.dtype
-    return {"latents": latents.to(device, dtype), "prompt": prompt.to(device, dtype),
-            "concepts": concepts.to(device) if concepts.dtype == torch.long else concepts.to(device, dtype)}
+    parts = importlib.import_module(model.parts_module)
+    text = parts.random_text(model.transformer_config, num_concepts, generator)
+    concepts = text.concepts.to(model.device) if text.concepts.dtype == torch.long else text.concepts.to(
+        model.device, model.dtype)
+    return {"latents": latents.to(model.device, model.dtype),
+            "text": TextEmbeddings(text.prompt_embeds.to(model.device, model.dtype), concepts)}
 
 
 def one_forward(variant: str, model: Any, config: Any, inputs: dict[str, Any], timestep: float) -> dict[str, float]:
-    """Time and peak memory of one forward: ``stock`` (diffusers' own processors) or ``readout`` (the maps)."""
-    from vidseg.models.forward import predict_flow, predict_velocity
-
+    """Time and peak memory of one forward: ``stock`` (diffusers' own processors) or ``readout`` (the configured map
+    kind)."""
     meter = Meter(model.device)
     meter.start(variant)
     with torch.inference_mode():
         if variant == "stock":
-            forward = predict_flow if model.family == "wan" else predict_velocity
-            forward(model.transformer, inputs["latents"], timestep, inputs["prompt"])
+            model.predict(inputs["latents"], timestep, inputs["text"])
         else:
-            model.read_maps(inputs["latents"], timestep, inputs["prompt"], inputs["concepts"], config.maps)
+            model.read_maps(inputs["latents"], timestep, inputs["text"], config.maps, kinds=(config.maps.kind,))
     meter.finish()
     stage = meter.stages[variant]
     return {"seconds": stage.seconds, "cpu_seconds": stage.cpu_seconds, "peak_rss_mb": stage.peak_rss_mb,
@@ -380,13 +379,14 @@ def _markdown(head: list[str], rows: list[list[str]]) -> str:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    from vidseg.models.geometry import GEOMETRIES
+    from vidseg.models.geometry import geometries
+    from vidseg.registry import BACKBONES
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    parser.add_argument("--geometry", choices=("tiny", *GEOMETRIES), default="tiny")
+    parser.add_argument("--geometry", choices=("tiny", *geometries()), default="tiny")
     parser.add_argument("--model", help="tiny geometry: a model folder instead of a new tiny model")
-    parser.add_argument("--family", choices=("cogvideox", "wan"), default="cogvideox", help="the tiny model's")
+    parser.add_argument("--family", choices=BACKBONES.names(), default=BACKBONES.names()[0], help="the tiny model's")
     parser.add_argument("--layers", type=int, help="transformer blocks kept (real geometries; CPU default 2)")
     parser.add_argument("--t5-layers", type=int, help="text-encoder layers of 24 (real geometries; CPU default 2)")
     parser.add_argument("--frames", type=int, help="frames per window of the pipeline stages (CPU default 9 for "

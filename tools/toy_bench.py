@@ -32,8 +32,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from vidseg.config import load_config, model_folder_config  # noqa: E402
-from vidseg.models.load import load_model  # noqa: E402
-from vidseg.models.tiny import TOY_SPEC, build_small_pipeline, make_tiny_model, save_small_pipeline  # noqa: E402
+from vidseg.models.cogvideox.parts import build_tiny_pipeline  # noqa: E402
+from vidseg.models.hub import load_model  # noqa: E402
+from vidseg.models.tiny import TOY_SPEC, make_tiny_model, save_small_pipeline  # noqa: E402
 from vidseg.pipeline import VideoSegmenter  # noqa: E402
 from vidseg.toyworld import SHAPES, class_ious, render_clip, write_toy_clip  # noqa: E402
 
@@ -134,14 +135,13 @@ def print_row(row: dict, prefix: str = "") -> None:
 def caption_gap(model_dir: str, count: int, timesteps=(399, 899)) -> dict[str, dict[str, float]]:
     """Does the denoiser use its caption? v-prediction MSE on held-out clips with their own caption and with
     another clip's, at a few timesteps (seeded noise). A gap near 0 means the text is ignored by the denoiser."""
-    from vidseg.models.forward import predict_velocity
     from vidseg.video.sample import fit_frames
 
     model = load_model(model_dir)
     cfg = load_config(model_dir_config=model_folder_config(model_dir))
     clips = [render_clip(seed, num_frames=cfg.video.num_frames, height=128, width=192) for seed in range(count)]
     latents = [model.encode_video(fit_frames(c.frames, cfg.video.height, cfg.video.width)[0]) for c in clips]
-    prompts = [model.encode_text(f"A video of {c.caption}.", [])[0] for c in clips]
+    prompts = [model.encode_text(f"A video of {c.caption}.", []) for c in clips]
     alphas = model.scheduler.alphas_cumprod.float()
     generator = torch.Generator().manual_seed(0)
     out = {}
@@ -153,7 +153,7 @@ def caption_gap(model_dir: str, count: int, timesteps=(399, 899)) -> dict[str, d
             noisy = a.sqrt() * x0 + (1 - a).sqrt() * noise
             target = a.sqrt() * noise - (1 - a).sqrt() * x0
             for prompt, bucket in ((prompts[i], own), (prompts[(i + 1) % count], other)):
-                bucket.append(float((predict_velocity(model.transformer, noisy, t, prompt) - target).square().mean()))
+                bucket.append(float((model.predict(noisy, t, prompt) - target).square().mean()))
         out[str(t)] = {"own": float(np.mean(own)), "other": float(np.mean(other)),
                        "gap": float(np.mean(other) / np.mean(own) - 1)}
     return out
@@ -192,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_controls:
             # Controls: the random tiny model (its own preset), and the toy architecture before training.
             tiny = make_tiny_model(tmp / "tiny")
-            untrained = save_small_pipeline(build_small_pipeline(TOY_SPEC, seed=0), tmp / "untrained",
+            untrained = save_small_pipeline(build_tiny_pipeline(TOY_SPEC, seed=0), tmp / "untrained",
                                             TOY_SPEC.preset)
             for label, folder in (("control: random tiny model", tiny), ("control: untrained toy model", untrained)):
                 [row] = run_model(str(folder), clips, MODEL_ROWS[:1], [], args.workers, lambda r: None)

@@ -3,7 +3,7 @@
 The model is the real diffusers ``CogVideoXTransformer3DModel`` (trained), with a frozen
 ``AutoencoderKLCogVideoX`` whose encoder is set to keep each 2 x 2-pixel quadrant's colour
 (``vidseg.models.tiny.colour_keeping_encoder``; its decoder is random) and a frozen random T5 encoder, all built by
-``vidseg.models.tiny.build_small_pipeline`` at ``TOY_SPEC``'s shape, and it is saved in diffusers layout to ``--out`` (with ``configs/toy.yaml`` as its
+``vidseg.models.cogvideox.parts.build_tiny_pipeline`` at ``TOY_SPEC``'s shape, and it is saved in diffusers layout to ``--out`` (with ``configs/toy.yaml`` as its
 ``vidseg.yaml``). Training data: a pool of 9-frame toy-world clips (``vidseg.toyworld``, seeds from ``TRAIN_SEED0``)
 and a pool of single frames (seeds from ``FRAME_SEED0``; evaluation uses seeds below both), encoded once by the
 frozen VAE through the same functions ``vidseg predict`` uses. Three steps in four are single-frame batches: a
@@ -11,7 +11,7 @@ frame has a third of a clip's tokens, so the shapes are seen about three times a
 
 Loss = v-prediction MSE (the diffusion objective, CogVideoX-2B's DDIM schedule) + an **auxiliary grounding loss**
 up to ``AUX_MAX_T``: ``GroundingReader`` on the read-out's own quantities in the map layers, computed through
-vidseg's concept stream (``vidseg.imap.processor.concept_stream_attention`` with a training reader), for every
+vidseg's concept stream (``vidseg.models.cogvideox.capture.concept_stream_attention`` with a training reader), for every
 head, plus ``TokenProbe``, a training-only linear classifier of every token's label from the video states of a
 few blocks (not saved), which gives every token a signal to learn the shapes from.
 
@@ -50,11 +50,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from vidseg.config import load_config  # noqa: E402
-from vidseg.imap.extract import extract_maps, latent_token_grid  # noqa: E402
-from vidseg.imap.processor import concept_stream_attention  # noqa: E402
-from vidseg.inversion import encode_frames, invert_video  # noqa: E402
-from vidseg.models.load import default_prompt, t5_embeddings  # noqa: E402
-from vidseg.models.tiny import TOY_SPEC, build_small_pipeline, save_small_pipeline  # noqa: E402
+from vidseg.inversion import invert_ddim  # noqa: E402
+from vidseg.maps import LayerTensors  # noqa: E402
+from vidseg.models.cogvideox.backbone import encode_frames, predict_velocity, t5_embeddings, token_grid  # noqa: E402
+from vidseg.models.cogvideox.capture import concept_stream_attention, read_concept_maps  # noqa: E402
+from vidseg.models.cogvideox.parts import build_tiny_pipeline  # noqa: E402
+from vidseg.models.text import default_prompt  # noqa: E402
+from vidseg.models.tiny import TOY_SPEC, save_small_pipeline  # noqa: E402
 from vidseg.toyworld import SHAPES, render_clip  # noqa: E402
 from vidseg.video.sample import fit_frames  # noqa: E402
 
@@ -124,7 +126,8 @@ class GroundingReader:
         self.hits: list[torch.Tensor] = []
         self.token_hits: list[torch.Tensor] = []
 
-    def add_layer(self, out_video: torch.Tensor, query_video: torch.Tensor, concept_keys: torch.Tensor) -> None:
+    def add_layer(self, layer: LayerTensors) -> None:
+        out_video, query_video, concept_keys = layer.video_outputs, layer.video_queries, layer.concept_keys
         F_, h, w = self.grid
         B, H, _, d = out_video.shape
         o = out_video.unflatten(2, (F_, h * w))  # [B, H, F, P, d]
@@ -193,7 +196,7 @@ def build_pool(pipeline, count: int, num_frames: int, seed0: int, log) -> dict:
                            num_objects=i % 3 + 1)
         pixels, _ = fit_frames(clip.frames, spec.height, spec.width)
         encoded = encode_frames(pipeline.vae, pixels)  # [1, F, C, h, w]
-        grid = latent_token_grid(pipeline.transformer, encoded)
+        grid = token_grid(pipeline.transformer.config, encoded)
         latents.append(encoded[0])
         coverage.append(token_coverage(clip.labels, grid))
         objects.append([SHAPES.index(s) for s in clip.classes])
@@ -242,10 +245,10 @@ def validate(pipeline, clips: list, config, encode) -> dict:
     for latents, classes, truth in clips:
         prompt, concepts = (x.to(device) for x in encode(default_prompt(classes), classes))
         latents = latents.to(device)
-        noisy, t = invert_video(transformer, pipeline.scheduler, latents, prompt,
-                                num_steps=inv.num_steps, readout_index=inv.readout_index)
-        z = extract_maps(transformer, noisy, t, prompt, concepts, layers=maps.layers, top_k=maps.top_k_heads,
-                         concept_slots=maps.concept_slots)[maps.kind].flatten(2)  # [C, F, P]
+        noisy, t = invert_ddim(lambda x, step: predict_velocity(transformer, x, step, prompt), pipeline.scheduler,
+                               latents, num_steps=inv.num_steps, readout_index=inv.readout_index)
+        z = read_concept_maps(transformer, noisy, t, prompt, concepts, kinds=(maps.kind,), layers=maps.layers,
+                              top_k_heads=maps.top_k_heads, concept_slots=maps.concept_slots)[maps.kind].flatten(2)
         predicted = torch.where(z.max(0).values > 0, z.argmax(0) + 1, 0).numpy()
         ious = []
         for i, name in enumerate(classes, start=1):
@@ -268,7 +271,7 @@ def validation_clips(pipeline, count: int) -> list:
     for seed in range(VAL_SEED0, VAL_SEED0 + count):
         clip = render_clip(seed, num_frames=spec.num_frames, height=spec.height, width=spec.width)
         latents = encode_frames(pipeline.vae, fit_frames(clip.frames, spec.height, spec.width)[0])
-        coverage = token_coverage(clip.labels, latent_token_grid(pipeline.transformer, latents))
+        coverage = token_coverage(clip.labels, token_grid(pipeline.transformer.config, latents))
         columns = [0] + [SHAPES.index(s) + 1 for s in clip.classes]  # background, then the clip's classes
         clips.append((latents, clip.classes, coverage[:, :, columns].argmax(-1)))
     return clips
@@ -351,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
             log_file.flush()
 
     spec = TOY_SPEC
-    pipeline = build_small_pipeline(spec, seed=args.seed)
+    pipeline = build_tiny_pipeline(spec, seed=args.seed)
     vae, transformer, scheduler = pipeline.vae.eval(), pipeline.transformer, pipeline.scheduler
     vae.requires_grad_(False)
     pipeline.text_encoder.requires_grad_(False).eval()
@@ -441,7 +444,7 @@ def main(argv: list[str] | None = None) -> int:
                                for b, o in enumerate(order)]).permute(0, 3, 1, 2)  # [B, C + 1, F, P]
         reader = GroundingReader(targets.to(device), (t <= AUX_MAX_T).float().to(device), grid,
                                  args.decision_weights)
-        with concept_stream_attention(transformer, concepts, grid, layers=layers, top_k=1, reader=reader):
+        with concept_stream_attention(transformer, concepts, grid, layers=layers, top_k_heads=1, reader=reader):
             # Per-clip timesteps, so the transformer is called directly (the 2B-like toy model has no RoPE).
             v = transformer(hidden_states=noisy, encoder_hidden_states=prompt, timestep=t.to(device),
                             return_dict=False)[0]

@@ -1,8 +1,8 @@
 """vidseg: segment real videos by class name with no training, from a video diffusion transformer's own attention
-(IMAP / GramCol on CogVideoX and Wan2.1).
+(IMAP / GramCol).
 
 Public API: ``VideoSegmenter`` (model pass + export), ``load_config`` / ``VidsegConfig`` (settings), and the
-stage modules ``vidseg.imap``, ``vidseg.refine``, ``vidseg.video``, ``vidseg.evaluation``.
+stage modules ``vidseg.models`` (backbones), ``vidseg.maps``, ``vidseg.refine``, ``vidseg.video``, ``vidseg.evaluation``.
 """
 
 from __future__ import annotations

@@ -21,7 +21,10 @@ from typing import Any
 import yaml
 
 from vidseg.errors import ConfigError, first_line
-from vidseg.registry import EXPORT_FORMATS, INVERSIONS, MAP_KINDS, UPSAMPLERS
+from vidseg.registry import (
+    CALIBRATIONS, CONCEPT_SLOTS, CRF_MODES, EXPORT_FORMATS, ID_SPACES, INVERSIONS, MAP_KINDS, READERS, RESIZE_MODES,
+    UPSAMPLERS,
+)
 from vidseg.weights import model_location
 
 logger = logging.getLogger(__name__)
@@ -70,7 +73,7 @@ class InversionConfig:
 class MapsConfig:
     """Which attention maps are read out."""
 
-    kind: str = "imap"  # imap (CHI-selected heads) | gramcol (all heads) | cross_attention (Wan only)
+    kind: str = "imap"  # a MAP_KINDS name: imap (CHI-selected heads) | gramcol (all heads) | cross_attention
     layers: list[int] = field(default_factory=lambda: list(COGVIDEOX_2B_LAYERS))
     top_k_heads: int = 5  # heads kept per layer by the Calinski-Harabasz frame-separation score
     concept_slots: str = "compact"  # compact (C classes + 1 weighted padding slot, exact) | full (all text slots)
@@ -160,8 +163,8 @@ class VidsegConfig:
             raise ConfigError(f"video.sample_fps is {v.sample_fps}; use a positive rate, or 0 for every frame")
         if not 0 <= v.window_overlap < v.num_frames:
             raise ConfigError(f"video.window_overlap is {v.window_overlap}; it must be in [0, {v.num_frames})")
-        _check_choice("video.resize", v.resize, ("stretch", "pad"))
-        _check_choice("video.reader", v.reader, ("auto", "decord", "pyav"))
+        RESIZE_MODES.check(v.resize)
+        READERS.check(v.reader)
         if v.frame_folder_fps <= 0:
             raise ConfigError(f"video.frame_folder_fps is {v.frame_folder_fps}; give the frames' rate, e.g. 15")
         INVERSIONS.check(inv.method)
@@ -170,15 +173,12 @@ class VidsegConfig:
                 f"inversion.readout_index is {inv.readout_index}; it must be in [0, {inv.num_steps}) "
                 f"(inversion.num_steps)"
             )
+        # The map layers and motion heads depend on the model: Backbone.check_settings checks them.
         MAP_KINDS.check(m.kind)
-        _check_choice("maps.concept_slots", m.concept_slots, ("compact", "full"))
-        if not m.layers:
-            raise ConfigError("maps.layers is empty; give at least one transformer block index")
-        if m.top_k_heads < 1:
-            raise ConfigError(f"maps.top_k_heads is {m.top_k_heads}; it must be at least 1")
+        CONCEPT_SLOTS.check(m.concept_slots)
         if self.probs.temperature <= 0:
             raise ConfigError(f"probs.temperature is {self.probs.temperature}; it must be positive")
-        _check_choice("probs.calibration", self.probs.calibration, ("class", "clip", "otsu", "none"))
+        CALIBRATIONS.check(self.probs.calibration)
         up, crf = self.upsample, self.crf
         if up.guided_radius <= 0 or up.guided_eps <= 0:
             raise ConfigError(f"upsample.guided_radius ({up.guided_radius}) and guided_eps ({up.guided_eps}) "
@@ -197,14 +197,9 @@ class VidsegConfig:
         UPSAMPLERS.check(self.upsample.method)
         if self.upsample.method == "anyup" and not self.upsample.anyup_checkpoint:
             raise ConfigError("upsample.method is anyup but no checkpoint was given; pass --anyup-checkpoint PATH")
-        _check_choice("crf.mode", self.crf.mode, ("2d", "3d"))
+        CRF_MODES.check(self.crf.mode)
         EXPORT_FORMATS.check(self.export.format)
-        _check_choice("export.id_space", self.export.id_space, ("contiguous", "raw"))
-
-
-def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ConfigError(f"{name} is {value!r}; choose one of: {', '.join(choices)}")
+        ID_SPACES.check(self.export.id_space)
 
 
 def preset_names() -> list[str]:
@@ -279,32 +274,22 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
     return data
 
 
-# Presets of the published checkpoints, by hub id.
-HUB_PRESETS = {
-    "THUDM/CogVideoX-2b": "cogvideox-2b",
-    "THUDM/CogVideoX-5b": "cogvideox-5b",
-    "Wan-AI/Wan2.1-T2V-1.3B-Diffusers": "wan2.1-1.3b",
-    "Wan-AI/Wan2.1-T2V-14B-Diffusers": "wan2.1-14b",
-}
-
-
 def preset_for_model(model: str | Path | None) -> str:
-    """The preset that fits ``model``: by hub id, else by a local folder's transformer config (family and depth);
-    ``cogvideox-2b`` when nothing tells."""
-    if model is None:
-        return "cogvideox-2b"
-    model = model_location(model)
-    if str(model) in HUB_PRESETS:
-        return HUB_PRESETS[str(model)]
-    config = Path(model) / "transformer" / "config.json"
+    """The preset that fits ``model``, as its family says (``Backbone.hub_presets`` by hub id, else
+    ``Backbone.preset_for`` on a local folder's transformer config); the default model's when nothing tells."""
+    from vidseg.models.hub import backbone_class, backbone_classes
+
+    default = VidsegConfig().model.source
+    model = model_location(default if model is None else model)
+    for backbone in backbone_classes():
+        if str(model) in backbone.hub_presets:
+            return backbone.hub_presets[str(model)]
     try:
-        transformer = json.loads(config.read_text())
+        transformer = json.loads((Path(model) / "transformer" / "config.json").read_text())
     except (OSError, ValueError):
-        return "cogvideox-2b"
-    depth = transformer.get("num_layers")
-    if transformer.get("_class_name") == "WanTransformer3DModel":
-        return "wan2.1-14b" if depth == 40 else "wan2.1-1.3b"
-    return "cogvideox-5b" if depth == 42 else "cogvideox-2b"
+        return preset_for_model(default)
+    backbone = backbone_class(transformer.get("_class_name", ""))
+    return backbone.preset_for(transformer) if backbone is not None else preset_for_model(default)
 
 
 def model_folder_config(model: str | Path | None) -> Path | None:

@@ -24,6 +24,7 @@ import torch
 from vidseg.config import VidsegConfig
 from vidseg.errors import ConfigError, VidsegError
 from vidseg.files import atomic_dir, write_error
+from vidseg.models.base import TextEmbeddings
 from vidseg.progress import CancellableProgress, NoProgress, Progress
 from vidseg.result import SaliencyResult
 from vidseg.version import __version__
@@ -31,8 +32,8 @@ from vidseg.version import __version__
 # Frames refined and written per batch: bounds memory for long, high-resolution videos.
 EXPORT_CHUNK = 16
 
-# (prompt, classes) -> (prompt embeddings, concept embeddings)
-TextEmbeddings = dict[tuple[str, tuple[str, ...]], tuple[torch.Tensor, torch.Tensor]]
+# (prompt, classes) -> their embeddings, as the backbone encoded them
+TextCache = dict[tuple[str, tuple[str, ...]], TextEmbeddings]
 
 
 def check_classes(classes: Sequence[str]) -> list[str]:
@@ -51,7 +52,7 @@ def check_classes(classes: Sequence[str]) -> list[str]:
 
 
 class VideoSegmenter:
-    """Segments videos by class name with a CogVideoX model.
+    """Segments videos by class name with a video diffusion transformer (any ``vidseg.models.base.Backbone``).
 
     Example::
 
@@ -63,7 +64,7 @@ class VideoSegmenter:
     def __init__(self, model: Any, config: VidsegConfig):
         self.model = model
         self.config = config
-        self._text_cache: TextEmbeddings = {}
+        self._text_cache: TextCache = {}
 
     @classmethod
     def from_pretrained(cls, model: str | None = None, *, config: VidsegConfig | None = None) -> "VideoSegmenter":
@@ -72,7 +73,7 @@ class VideoSegmenter:
         A local folder's ``vidseg.yaml`` is not applied here: use ``vidseg.config.load_config`` with
         ``model_dir_config`` (the CLI does) or pass a matching ``config``.
         """
-        from vidseg.models.load import load_model
+        from vidseg.models.hub import load_model
 
         config = copy.deepcopy(config) if config is not None else VidsegConfig()  # the caller's stays as it was
         if model is not None:
@@ -94,7 +95,7 @@ class VideoSegmenter:
     # -- text ---------------------------------------------------------------------------------------------------
 
     def prompt_for(self, classes: Sequence[str]) -> str:
-        from vidseg.models.load import default_prompt
+        from vidseg.models.text import default_prompt
 
         return self.config.inversion.prompt or default_prompt(list(classes))
 
@@ -111,10 +112,11 @@ class VideoSegmenter:
             requests.append((self.prompt_for(names), names))
         return requests
 
-    def encode_texts(self, requests: Sequence[tuple[str, Sequence[str]]]) -> TextEmbeddings:
-        """Encode every (prompt, classes) pair not cached yet, then free T5 before the transformer runs.
+    def encode_texts(self, requests: Sequence[tuple[str, Sequence[str]]]) -> TextCache:
+        """Encode every (prompt, classes) pair not cached yet, then free the text encoder before the transformer
+        runs.
 
-        Dataset labeling calls this once for all videos so the T5 encoder is loaded once. Returns the embeddings of
+        Dataset labeling calls this once for all videos so the text encoder is loaded once. Returns the embeddings of
         ``requests``, which ``add_texts`` gives to another segmenter of the same model (the Ray runner's actors).
         """
         missing = [(p, tuple(c)) for p, c in requests if (p, tuple(c)) not in self._text_cache]
@@ -124,11 +126,11 @@ class VideoSegmenter:
             self.model.release_text_encoder()
         return {(p, tuple(c)): self._text_cache[(p, tuple(c))] for p, c in requests}
 
-    def add_texts(self, embeddings: TextEmbeddings) -> None:
+    def add_texts(self, embeddings: TextCache) -> None:
         """Use text embeddings that another segmenter of the same model encoded (``encode_texts``)."""
         self._text_cache.update(embeddings)
 
-    def _text(self, prompt: str, classes: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    def _text(self, prompt: str, classes: Sequence[str]) -> TextEmbeddings:
         self.encode_texts([(prompt, classes)])
         return self._text_cache[(prompt, tuple(classes))]
 
@@ -150,7 +152,7 @@ class VideoSegmenter:
         prompt = self.prompt_for(classes)
         with _timed(seconds, "text"):
             progress.start("encode text")
-            prompt_embeds, concept_embeds = self._text(prompt, classes)
+            text = self._text(prompt, classes)
             progress.finish()
 
         with open_video(video, reader=cfg.video.reader, frame_folder_fps=cfg.video.frame_folder_fps) as reader:
@@ -167,9 +169,8 @@ class VideoSegmenter:
                     progress.start(f"decode {tag}")
                     frames = reader.read(plan.sampled_frames[window])
                     progress.finish()
-                maps, valid_box, timestep = self.window_saliency(
-                    frames, prompt_embeds, concept_embeds, progress=progress, tag=tag, seconds=seconds
-                )
+                maps, valid_box, timestep = self.window_saliency(frames, text, progress=progress, tag=tag,
+                                                                 seconds=seconds)
                 window_maps.append(maps)
         return SaliencyResult(
             source=Path(video), classes=classes, prompt=prompt, info=info, plan=plan, window_maps=window_maps,
@@ -215,8 +216,7 @@ class VideoSegmenter:
     def window_saliency(
         self,
         frames: np.ndarray,
-        prompt_embeds: torch.Tensor,
-        concept_embeds: torch.Tensor,
+        text: TextEmbeddings,
         *,
         progress: Progress | None = None,
         tag: str = "video",
@@ -238,14 +238,12 @@ class VideoSegmenter:
             latents = model.encode_video(pixels)
             progress.finish()
         with _timed(seconds, "inversion"):
-            label = model.inversion_labels[inv.method]
-            progress.start(f"{label} {tag}", total=inv.num_steps - inv.readout_index if inv.method == "ddim" else None)
-            noisy, timestep = model.noise_to_readout(latents, prompt_embeds, inv,
-                                                     on_step=lambda i, n: progress.advance())
+            progress.start(f"{model.stage_labels[inv.method]} {tag}", total=model.inversion_steps(inv))
+            noisy, timestep = model.noise_to_readout(latents, text, inv, on_step=lambda i, n: progress.advance())
             progress.finish()
         with _timed(seconds, "maps"):
             progress.start(f"read maps {tag}")
-            maps = model.read_maps(noisy, timestep, prompt_embeds, concept_embeds, cfg.maps)[cfg.maps.kind]
+            maps = model.read_maps(noisy, timestep, text, cfg.maps, kinds=(cfg.maps.kind,))[cfg.maps.kind]
             progress.finish()
         if not torch.isfinite(maps).all():
             raise VidsegError(f"the model produced non-finite maps (NaN or infinity) at {tag}; with --dtype float16 "

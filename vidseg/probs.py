@@ -26,8 +26,8 @@ import numpy as np
 import torch
 
 from vidseg.errors import ConfigError
+from vidseg.registry import CALIBRATIONS
 
-CALIBRATIONS = ("clip", "class", "otsu", "none")
 _EPS = 1e-6
 
 
@@ -70,6 +70,7 @@ def saliency_to_probs(
 
 def calibration_stats(reference: torch.Tensor, calibration: str) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-class ``(shift [C], scale [C])``: calibrated logits are ``(saliency - shift) / scale``."""
+    CALIBRATIONS.check(calibration)
     C = reference.shape[1]
     per_class = reference.transpose(0, 1).reshape(C, -1)  # [C, T*h*w]
     zeros = per_class.new_zeros(C)
@@ -79,10 +80,8 @@ def calibration_stats(reference: torch.Tensor, calibration: str) -> tuple[torch.
         return zeros, per_class.square().mean().sqrt().clamp_min(_EPS).expand(C)
     if calibration == "class":
         return zeros, per_class.square().mean(dim=1).sqrt().clamp_min(_EPS)
-    if calibration == "otsu":
-        thresholds = torch.tensor([_otsu_threshold(v) for v in per_class.cpu().numpy()], device=reference.device)
-        return thresholds.float(), per_class.std(dim=1, correction=0).clamp_min(_EPS)
-    raise ConfigError(f"probs.calibration is {calibration!r}; choose one of: {', '.join(CALIBRATIONS)}")
+    thresholds = torch.tensor([_otsu_threshold(v) for v in per_class.cpu().numpy()], device=reference.device)
+    return thresholds.float(), per_class.std(dim=1, correction=0).clamp_min(_EPS)  # otsu
 
 
 def _otsu_threshold(values: np.ndarray, bins: int = 256) -> float:

@@ -1,5 +1,5 @@
-"""Offline material: ``vidseg make-tiny-model`` (a random-weight CogVideoX) and ``vidseg make-toy-clip`` (a
-toy-world clip with its true masks, for the shipped toy model)."""
+"""Offline material: ``vidseg make-tiny-model`` (a random-weight model of any family) and ``vidseg make-toy-clip``
+(a toy-world clip with its true masks, for the shipped toy model)."""
 
 from __future__ import annotations
 
@@ -10,30 +10,26 @@ import typer
 
 from vidseg.cli._app import app, handle_errors
 from vidseg.cli.progress import console
+from vidseg.registry import BACKBONES
 
 
 @app.command("make-tiny-model")
 @handle_errors
 def make_tiny_model_command(
     directory: Path = typer.Argument(..., help="Folder to write the model into (diffusers layout).", show_default=False),
-    family: str = typer.Option("cogvideox", "--family", help="cogvideox or wan (Wan2.1: cross-attention, umT5, flow scheduler)."),
+    family: str = typer.Option(BACKBONES.names()[0], "--family", help=f"The model family: {BACKBONES.choices()}."),
     rope: bool = typer.Option(False, "--rope", help="A CogVideoX-5B-like variant (RoPE, DPM scheduler)."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks for errors."),
 ) -> None:
-    """Write a tiny random-weight CogVideoX or Wan2.1 (a few hundred KB) that --model DIR loads like the real one.
+    """Write a tiny random-weight model (a few hundred KB) that --model DIR loads like the real ones.
 
     Its masks are meaningless: it exists to try the pipeline and run the tests without downloading weights.
     """
-    from vidseg.errors import ConfigError
     from vidseg.models.tiny import make_tiny_model
 
-    if family not in ("cogvideox", "wan"):
-        raise ConfigError(f"--family is {family!r}; choose cogvideox or wan")
-    if rope and family == "wan":
-        raise ConfigError("--rope makes a CogVideoX-5B-like model; Wan always uses RoPE, leave --rope out")
     path = make_tiny_model(directory, family=family, rope=rope)
     size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
-    console.print(f"[green]wrote[/] tiny random-weight {'Wan2.1' if family == 'wan' else 'CogVideoX'} model to "
+    console.print(f"[green]wrote[/] tiny random-weight {BACKBONES.load(family).display_name} model to "
                   f"{path} ({size / 1e6:.1f} MB); use it with --model {path}", highlight=False)
 
 

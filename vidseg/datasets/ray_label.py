@@ -61,7 +61,7 @@ class SegmenterActor:
     def encode_texts(self, requests: list[tuple[str, list[str]]]) -> tuple[int, Any]:
         """``(count, embeddings)`` on the CPU (any actor's device takes them); the driver reads only the count."""
         embeddings = self.segmenter.encode_texts(requests)
-        return len(embeddings), {key: (p.cpu(), c.cpu()) for key, (p, c) in embeddings.items()}
+        return len(embeddings), {key: text.to("cpu") for key, text in embeddings.items()}
 
     def add_texts(self, embeddings: Any) -> None:
         self.segmenter.add_texts(embeddings)

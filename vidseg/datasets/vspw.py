@@ -24,10 +24,10 @@ import yaml
 from PIL import Image
 
 from vidseg.errors import ConfigError, DatasetError
+from vidseg.registry import ID_SPACES
 
 NUM_CLASSES = 124
 IGNORE_ID = 255
-ID_SPACES = ("contiguous", "raw")
 OTHERS_NAME = "others"  # raw value 0: scored as a class only in the raw id space
 
 
@@ -96,9 +96,7 @@ def class_id(name: str) -> int:
 
 
 def check_id_space(id_space: str) -> str:
-    if id_space not in ID_SPACES:
-        raise ConfigError(f"id space {id_space!r} is unknown; choose one of: {', '.join(ID_SPACES)}")
-    return id_space
+    return ID_SPACES.check(id_space)
 
 
 def export_id(class_idx: int, id_space: str = "contiguous") -> int:

@@ -1,9 +1,9 @@
-"""Clean video latents (VAE) and how they reach the read-out point: DDIM inversion or the official renoise for
-CogVideoX (v-prediction), flow-ODE inversion or the official renoise for Wan2.1 (flow matching)."""
+"""How clean latents reach the read-out point, for any backbone: DDIM inversion or the official renoise for
+v-prediction models, flow-ODE inversion or the official renoise for flow-matching models. The inverters take the
+backbone's prediction as a callable, so they never see a model."""
 
-from vidseg.inversion.ddim import invert_video, readout_timestep, renoise_video, timestep_grid
+from vidseg.inversion.ddim import Predict, invert_ddim, readout_timestep, renoise_ddim, timestep_grid
 from vidseg.inversion.flow import flow_grid, invert_flow, renoise_flow
-from vidseg.inversion.latents import encode_frames
 
-__all__ = ["encode_frames", "flow_grid", "invert_flow", "invert_video", "readout_timestep", "renoise_flow",
-           "renoise_video", "timestep_grid"]
+__all__ = ["Predict", "flow_grid", "invert_ddim", "invert_flow", "readout_timestep", "renoise_ddim",
+           "renoise_flow", "timestep_grid"]

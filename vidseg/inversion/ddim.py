@@ -13,7 +13,9 @@ from typing import Any
 
 import torch
 
-from vidseg.models.forward import predict_velocity
+# ``predict(latents, timestep)``: the model's prediction (v for DDIM, the flow for the flow ODE) for float32
+# latents; the backbone casts them to its own dtype (``Backbone.predict``).
+Predict = Callable[[torch.Tensor, Any], torch.Tensor]
 
 
 def timestep_grid(scheduler: Any, num_steps: int) -> list[int]:
@@ -30,11 +32,10 @@ def readout_timestep(scheduler: Any, num_steps: int, readout_index: int) -> int:
 
 
 @torch.no_grad()
-def invert_video(
-    transformer: Any,
+def invert_ddim(
+    predict: Predict,
     scheduler: Any,
     latents: torch.Tensor,
-    prompt_embeds: torch.Tensor,
     *,
     num_steps: int = 50,
     readout_index: int = 30,
@@ -49,11 +50,9 @@ def invert_video(
         x0 = √ᾱ_a z − √(1 − ᾱ_a) v,   ε = √ᾱ_a v + √(1 − ᾱ_a) z,   z ← √ᾱ_b x0 + √(1 − ᾱ_b) ε
 
     Args:
-        transformer: ``CogVideoXTransformer3DModel``; evaluated in its own dtype through ``predict_velocity``
-            (which passes RoPE for 5B-style models).
+        predict: the v-prediction at an integer timestep (``Backbone.predict`` with the caption bound).
         scheduler: the model's scheduler (its ``alphas_cumprod`` and timestep grid are used).
-        latents: clean latents ``[B, latent_frames, C, h, w]`` on the execution device.
-        prompt_embeds: ``[B, text_len, text_dim]`` T5 embeddings of the prompt.
+        latents: clean latents in the transformer's layout on the execution device.
         on_step: called as ``on_step(i, n)`` after step ``i`` of ``n`` (1-based), e.g. for a progress bar.
 
     Returns:
@@ -62,12 +61,10 @@ def invert_video(
     t_readout = readout_timestep(scheduler, num_steps, readout_index)  # also sets the grid on the scheduler
     path = [int(t) for t in scheduler.timesteps[readout_index:].flip(0)]  # ascending: 19, 39, ..., 399
     alphas = scheduler.alphas_cumprod.to(torch.float64)
-    model_dtype = next(transformer.parameters()).dtype
-    prompt_embeds = prompt_embeds.to(latents.device, model_dtype)
     z = latents.float()  # the accumulation stays in float32 whatever the model dtype
     alpha_prev = 1.0
     for i, t in enumerate(path):
-        v = predict_velocity(transformer, z.to(model_dtype), t, prompt_embeds).float()
+        v = predict(z, t).float()
         alpha_t = float(alphas[t])
         x0 = alpha_prev ** 0.5 * z - (1 - alpha_prev) ** 0.5 * v
         eps = alpha_prev ** 0.5 * v + (1 - alpha_prev) ** 0.5 * z
@@ -78,7 +75,7 @@ def invert_video(
     return z, t_readout
 
 
-def renoise_video(
+def renoise_ddim(
     scheduler: Any,
     latents: torch.Tensor,
     *,

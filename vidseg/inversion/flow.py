@@ -1,4 +1,4 @@
-"""Bring a clean latent to the read-out point of a flow-matching model (Wan2.1): flow-ODE inversion (vidseg's
+"""Bring a clean latent to the read-out point of a flow-matching model (e.g. Wan2.1): flow-ODE inversion (vidseg's
 default) or the official single noising. See method.md §19.3.
 
 The grid is the scheduler's own (``set_timesteps(num_steps)``: σ from 1 down to 0 with the checkpoint's shift,
@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from vidseg.models.forward import predict_flow
+from vidseg.inversion.ddim import Predict
 
 
 def flow_grid(scheduler: Any, num_steps: int, readout_index: int) -> tuple[list[float], list[float]]:
@@ -28,10 +28,9 @@ def flow_grid(scheduler: Any, num_steps: int, readout_index: int) -> tuple[list[
 
 @torch.no_grad()
 def invert_flow(
-    transformer: Any,
+    predict: Predict,
     scheduler: Any,
     latents: torch.Tensor,
-    prompt_embeds: torch.Tensor,
     *,
     num_steps: int = 50,
     readout_index: int = 20,
@@ -42,21 +41,18 @@ def invert_flow(
     current, lower σ. ``num_steps - readout_index`` model evaluations (30 for the defaults).
 
     Args:
-        transformer: ``WanTransformer3DModel``, evaluated in its own dtype.
-        latents: clean, normalised latents ``[B, C, F, h, w]`` on the execution device.
-        prompt_embeds: ``[B, 512, D]`` umT5 embeddings of the prompt.
+        predict: the flow prediction at a timestep σ * 1000 (``Backbone.predict`` with the caption bound).
+        latents: clean latents in the transformer's layout on the execution device.
         on_step: called as ``on_step(i, n)`` after step ``i`` of ``n`` (1-based).
 
     Returns:
         ``(noisy_latents, timestep)``: float32 latents at the read-out point and its timestep (σ * 1000).
     """
     sigmas, timesteps = flow_grid(scheduler, num_steps, readout_index)
-    model_dtype = next(transformer.parameters()).dtype
-    prompt_embeds = prompt_embeds.to(latents.device, model_dtype)
     z = latents.float()  # the accumulation stays in float32 whatever the model dtype
     path = list(range(num_steps, readout_index, -1))  # grid indices: num_steps (σ = 0) ... readout_index + 1
     for n, i in enumerate(path):
-        v = predict_flow(transformer, z.to(model_dtype), timesteps[i], prompt_embeds).float()
+        v = predict(z, timesteps[i]).float()
         z = z + (sigmas[i - 1] - sigmas[i]) * v
         if on_step is not None:
             on_step(n + 1, len(path))

@@ -1,8 +1,10 @@
-"""Backbones (CogVideoX, Wan2.1) loaded from a hub id or local folder; the tiny offline models; the
-shared transformer forward."""
+"""Backbones: the contract (``base``), the lazy diffusers loading every family shares (``components``), opening a
+checkpoint (``hub``), captions (``text``), the tiny offline models (``tiny``) and real-shape stand-ins
+(``geometry``); one subpackage per family (``cogvideox``, ``wan``), registered in ``vidseg.registry.BACKBONES``."""
 
-from vidseg.models.cogvideox import CogVideoXModel
-from vidseg.models.load import Backbone, default_prompt, load_model
+from vidseg.models.base import Backbone, TextEmbeddings
+from vidseg.models.hub import load_model
+from vidseg.models.text import default_prompt
 from vidseg.models.tiny import make_tiny_model
 
-__all__ = ["Backbone", "CogVideoXModel", "default_prompt", "load_model", "make_tiny_model"]
+__all__ = ["Backbone", "TextEmbeddings", "default_prompt", "load_model", "make_tiny_model"]

@@ -36,11 +36,11 @@ from typing import Any
 import numpy as np
 
 from vidseg.errors import ConfigError, MissingDependencyError, VideoReadError, first_line
+from vidseg.registry import READERS
 
 logger = logging.getLogger(__name__)
 
 FRAME_SUFFIXES = (".jpg", ".jpeg", ".png")
-READERS = ("auto", "decord", "pyav")
 
 
 @dataclass
@@ -116,8 +116,7 @@ def open_video(path: str | Path, reader: str = "auto", *, frame_folder_fps: floa
         MissingDependencyError: the requested backend (or, for ``auto``, both backends) cannot be imported.
     """
     path = Path(path)
-    if reader not in READERS:
-        raise ConfigError(f"video reader {reader!r} is unknown; choose one of: {', '.join(READERS)}")
+    READERS.check(reader)
     if not path.exists():
         raise VideoReadError(f"{path} does not exist; pass a video file or a folder of .jpg/.png frames")
     if path.is_dir():

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-RESIZE_MODES = ("stretch", "pad")
+from vidseg.registry import RESIZE_MODES
 
 
 @dataclass
@@ -204,8 +204,7 @@ def fit_frames(
     """
     import cv2
 
-    if resize not in RESIZE_MODES:
-        raise ValueError(f"resize must be one of {RESIZE_MODES}, got {resize!r}")
+    RESIZE_MODES.check(resize)
     T, H, W, _ = frames.shape
     if resize == "stretch":
         top, left, new_h, new_w = 0, 0, height, width

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from vidseg.imap.heads import statistics_dtype
+from vidseg.maps.heads import statistics_dtype
 
 ZSCORE_EPS = 1e-6  # added to the standard deviation, as in the official code
 

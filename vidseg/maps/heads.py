@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
-
-from vidseg.errors import ConfigError
 
 
 def statistics_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -39,17 +35,3 @@ def frame_separation(x: torch.Tensor) -> torch.Tensor:
     num_tokens = num_frames * num_patches
     score = between * (num_tokens - num_frames) / (within * (num_frames - 1))
     return torch.where(within > 0, score, torch.ones_like(score))
-
-
-def check_layers_and_heads(layers: Sequence[int], top_k: int, *, num_blocks: int, num_heads: int) -> list[int]:
-    """Validate map layers and the motion-head count against a model's depth and heads; returns the sorted,
-    de-duplicated layers. Raises ``ConfigError`` naming the setting."""
-    if len(layers) == 0:
-        raise ConfigError("maps.layers is empty; give at least one transformer block index")
-    missing = [i for i in layers if not 0 <= i < num_blocks]
-    if missing:
-        raise ConfigError(f"map layers {missing} do not exist: the model has blocks 0..{num_blocks - 1}; "
-                          f"fix maps.layers")
-    if not 1 <= top_k <= num_heads:
-        raise ConfigError(f"maps.top_k_heads is {top_k}; it must be between 1 and the model's {num_heads} heads")
-    return sorted(set(layers))

@@ -1,16 +1,18 @@
 """Wan2.1 (T2V 1.3B, 14B) as a vidseg backbone: umT5 text with 512 slots, the VAE's normalised latents, flow-ODE
-inversion or the official renoise, and the cross-attention read-out (``vidseg.imap.wan``). method.md §19."""
+inversion or the official renoise, and the cross-attention read-out (``vidseg.models.wan.capture``). method.md §19."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 
 from vidseg.errors import ConfigError, ModelLoadError
-from vidseg.models.load import Backbone
+from vidseg.inversion import flow_grid, invert_flow, renoise_flow
+from vidseg.models.base import StepCallback, TextEmbeddings
+from vidseg.models.components import DiffusersBackbone
 
 TEXT_SLOTS = 512  # umT5 prompt length of the Wan pipelines
 
@@ -39,18 +41,24 @@ def concept_positions(tokenizer: Any, prompt: str, classes: Sequence[str]) -> li
     return positions
 
 
-class WanModel(Backbone):
+class WanBackbone(DiffusersBackbone):
     """A Wan2.1 text-to-video checkpoint: ``WanTransformer3DModel``, ``AutoencoderKLWan``, a flow-matching scheduler
     (``UniPCMultistepScheduler`` with flow sigmas), plus umT5 text encoding."""
 
-    family = "wan"
     display_name = "Wan2.1"
     example_size = "480x832"
     transformer_class = "WanTransformer3DModel"
     vae_class = "AutoencoderKLWan"
     text_encoder_class = "UMT5EncoderModel"
-    map_kinds = ("imap", "gramcol", "cross_attention")
-    inversion_labels = {"ddim": "flow inversion", "renoise": "renoise"}
+    # attn2's keys are the prompt's: the video queries really attend to the concept keys.
+    captures = frozenset({"video_outputs", "video_queries", "concept_keys", "attended_concept_keys"})
+    stage_labels = {"ddim": "flow inversion", "renoise": "renoise"}
+    hub_presets = {"Wan-AI/Wan2.1-T2V-1.3B-Diffusers": "wan2.1-1.3b", "Wan-AI/Wan2.1-T2V-14B-Diffusers": "wan2.1-14b"}
+    parts_module = "vidseg.models.wan.parts"
+
+    @classmethod
+    def preset_for(cls, transformer_config: Mapping[str, Any]) -> str:
+        return "wan2.1-14b" if transformer_config.get("num_layers") == 40 else "wan2.1-1.3b"
 
     @classmethod
     def check_scheduler(cls, scheduler: Any, model: str) -> None:
@@ -72,17 +80,18 @@ class WanModel(Backbone):
 
     def latent_shape(self, num_frames: int, height: int, width: int) -> tuple[int, ...]:
         """Latents of a ``num_frames x height x width`` clip in the transformer's layout ``[1, C, F, h, w]``."""
-        scale = self.spatial_compression
-        return 1, self.transformer_config["in_channels"], (num_frames - 1) // 4 + 1, height // scale, width // scale
+        scale, frames = self.spatial_compression, (num_frames - 1) // self.temporal_compression + 1
+        return 1, self.transformer_config["in_channels"], frames, height // scale, width // scale
+
+    def token_grid(self, latents: torch.Tensor) -> tuple[int, int, int]:
+        return token_grid(self.transformer_config, latents)
 
     def readout_timestep(self, inversion: Any) -> float:
         """The transformer's timestep (σ * 1000) at ``inversion``'s read-out index (818 for index 20 of 50)."""
-        from vidseg.inversion import flow_grid
-
         return flow_grid(self.scheduler, inversion.num_steps, inversion.readout_index)[1][inversion.readout_index]
 
     @torch.no_grad()
-    def encode_text(self, prompt: str, classes: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode_text(self, prompt: str, classes: Sequence[str]) -> TextEmbeddings:
         """umT5 embeddings of the prompt ``[1, 512, D]`` (real tokens, then exact zeros, as ``WanPipeline`` makes
         them) and the long ``[C]`` prompt positions of the class names; loads umT5 if needed (after the class
         names are checked against the prompt, which needs the tokenizer only)."""
@@ -94,7 +103,7 @@ class WanModel(Backbone):
         embeds = encoder(ids, mask).last_hidden_state
         length = int(mask.sum())
         embeds[:, length:] = 0  # the pipeline keeps the real tokens and pads with exact zeros
-        return embeds.to(self.dtype), torch.tensor(positions, dtype=torch.long)
+        return TextEmbeddings(embeds.to(self.dtype), torch.tensor(positions, dtype=torch.long))
 
     @torch.no_grad()
     def encode_video(self, pixels: torch.Tensor) -> torch.Tensor:
@@ -110,20 +119,48 @@ class WanModel(Backbone):
         std = torch.tensor(self.vae_config["latents_std"], device=latents.device).view(shape)
         return (latents - mean) / std
 
-    def inversion_functions(self) -> tuple[Any, Any]:
-        """Flow-ODE inversion (what ``method: ddim`` means for a flow model) and the official renoise, both to
-        ``sigmas[readout_index]``."""
-        from vidseg.inversion import invert_flow, renoise_flow
-
-        return invert_flow, renoise_flow
+    @torch.no_grad()
+    def predict(self, latents: torch.Tensor, timestep: float, text: TextEmbeddings) -> torch.Tensor:
+        return predict_flow(self.transformer, latents.to(self.dtype), timestep,
+                            text.prompt_embeds.to(self.device, self.dtype))
 
     @torch.no_grad()
-    def read_maps(
-        self, noisy: torch.Tensor, timestep: float, prompt_embeds: torch.Tensor, concepts: torch.Tensor, maps: Any
-    ) -> dict[str, torch.Tensor]:
-        """The instrumented forward: ``{"imap", "gramcol", "cross_attention"}`` maps ``[C, F, h, w]``."""
-        from vidseg.imap import extract_maps
+    def noise_to_readout(self, latents: torch.Tensor, text: TextEmbeddings, inversion: Any, *,
+                         on_step: StepCallback | None = None) -> tuple[torch.Tensor, float]:
+        """Flow-ODE inversion (what ``method: ddim`` means for a flow model) or the official renoise, both to
+        ``sigmas[readout_index]``."""
+        if inversion.method == "ddim":
+            return invert_flow(lambda z, t: self.predict(z, t, text), self.scheduler, latents,
+                               num_steps=inversion.num_steps, readout_index=inversion.readout_index, on_step=on_step)
+        return renoise_flow(self.scheduler, latents, num_steps=inversion.num_steps,
+                            readout_index=inversion.readout_index, seed=inversion.seed)
 
-        return extract_maps(self.transformer, noisy.to(self.dtype), timestep,
-                            prompt_embeds.to(self.device, self.dtype), concepts, layers=maps.layers,
-                            top_k=maps.top_k_heads, concept_slots=maps.concept_slots)
+    @torch.no_grad()
+    def read_maps(self, noisy: torch.Tensor, timestep: float, text: TextEmbeddings, maps: Any,
+                  kinds: Sequence[str]) -> dict[str, torch.Tensor]:
+        """The instrumented forward: ``kinds`` maps ``[C, F, h, w]`` on the token grid."""
+        from vidseg.models.wan.capture import read_cross_attention_maps
+
+        return read_cross_attention_maps(
+            self.transformer, noisy.to(self.dtype), timestep, text.prompt_embeds.to(self.device, self.dtype),
+            text.concepts, kinds=kinds, layers=maps.layers, top_k_heads=maps.top_k_heads,
+            concept_slots=maps.concept_slots)
+
+
+def token_grid(config: Mapping[str, Any], latents: torch.Tensor) -> tuple[int, int, int]:
+    """``(latent_frames, grid_h, grid_w)`` of the video tokens made from ``latents [B, C, F, H, W]`` by a
+    transformer with ``config`` (its config.json)."""
+    p_t, p_h, p_w = config["patch_size"]
+    _, _, num_frames, height, width = latents.shape
+    return num_frames // p_t, height // p_h, width // p_w
+
+
+def predict_flow(transformer: Any, latents: torch.Tensor, timestep: float, prompt_embeds: torch.Tensor) -> torch.Tensor:
+    """Wan's flow prediction (noise minus data) for ``latents`` [B, C, F, H, W] at ``timestep`` (σ * 1000).
+
+    ``prompt_embeds`` is the umT5 prompt [B, 512, D]; Wan computes its RoPE inside the transformer. Returns
+    [B, C, F, H, W] in the latents' dtype.
+    """
+    t = torch.full((latents.shape[0],), float(timestep), device=latents.device)
+    return transformer(hidden_states=latents, timestep=t, encoder_hidden_states=prompt_embeds.to(latents.dtype),
+                       return_dict=False)[0]

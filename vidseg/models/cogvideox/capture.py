@@ -1,5 +1,6 @@
-"""Instrumented CogVideoX attention: the stock joint attention, bit for bit, plus a read-only concept stream and the
-IMAP / GramCol read-out (method.md §5-§9).
+"""CogVideoX's capture: the stock joint attention, bit for bit, plus a read-only concept stream whose keys, with the
+video queries and per-head outputs, go to the read-out (``vidseg.maps.readout``) at each map layer (method.md
+§5-§9).
 
 The model is never edited. ``concept_stream_attention`` swaps ``ConceptStreamAttnProcessor`` into blocks
 0..max(layers) (the concept keys of a layer depend on every block before it) and a forward pre-hook on block 0
@@ -11,115 +12,18 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from diffusers.models.embeddings import apply_rotary_emb
 
 from vidseg.errors import ConfigError
-from vidseg.imap.gramcol import gramcol, surrogate_tokens, zscore_over_slots
-from vidseg.imap.heads import check_layers_and_heads, frame_separation
-
-CONCEPT_SLOTS = ("compact", "full")
-CHUNK_BYTES = 64 * 2**20  # target size of one per-head-chunk temporary in the map read-out
-
-
-class MapReadout:
-    """Running sums of the z-scored GramCol maps over heads, layers and forwards.
-
-    One ``[2, latent_frames, patches, concepts]`` float64 sum (IMAP, GramCol) is kept, whatever the number of
-    layers, heads or text slots; with ``cross_attention`` one more for the attention-weight baseline.
-
-    Args:
-        concept_rows: which slots are the concepts (their maps are returned, in this order); an int C means the
-            first C slots.
-        grid: ``(latent_frames, grid_h, grid_w)`` of the video tokens.
-        top_k: motion heads per layer averaged into the IMAP.
-        slot_weights: ``[slots]`` how many text slots each slot stands for (see ``zscore_over_slots``).
-        cross_attention: also keep the mean over heads of each video token's softmax over the slots (weighted
-            like the z-score: a slot standing for n0 identical ones gets log n0 added to its logit).
-    """
-
-    def __init__(self, concept_rows: Sequence[int] | int, grid: tuple[int, int, int], top_k: int,
-                 slot_weights: torch.Tensor, *, cross_attention: bool = False):
-        rows = range(concept_rows) if isinstance(concept_rows, int) else concept_rows
-        self.concept_rows = torch.as_tensor(list(rows), dtype=torch.long)
-        self.grid = grid
-        self.top_k = top_k
-        self.slot_weights = slot_weights
-        self.cross_attention = cross_attention
-        self.sums: torch.Tensor | None = None
-        self.cross_sums: torch.Tensor | None = None
-        self.num_reads = 0
-
-    def add_layer(self, out_video: torch.Tensor, query_video: torch.Tensor, concept_keys: torch.Tensor) -> None:
-        """Add one layer's maps (method.md §6-§9).
-
-        Args:
-            out_video: per-head attention outputs of the video tokens, before the output projection
-                ``[1, heads, video_tokens, head_dim]``.
-            query_video: video queries after the q-norm (and RoPE) ``[1, heads, video_tokens, head_dim]``.
-            concept_keys: the slots' keys after the k-norm ``[1, heads, slots, head_dim]``.
-        """
-        if out_video.shape[0] != 1:
-            raise ValueError(f"MapReadout reads one video at a time, got a batch of {out_video.shape[0]}")
-        out_video, query_video, concept_keys = out_video[0], query_video[0], concept_keys[0]
-        num_frames, grid_h, grid_w = self.grid
-        num_heads = out_video.shape[0]
-        out_video = out_video.unflatten(1, (num_frames, grid_h * grid_w))  # [heads, frames, patches, head_dim]
-        query_video = query_video.unflatten(1, (num_frames, grid_h * grid_w))
-        num_slots, head_dim = concept_keys.shape[1], out_video.shape[-1]
-        device = out_video.device
-        rows = self.concept_rows.to(device)
-        if self.sums is None:
-            shape = (2, num_frames, grid_h * grid_w, len(rows))
-            self.sums = torch.zeros(shape, dtype=torch.float64, device=device)
-            if self.cross_attention:
-                self.cross_sums = torch.zeros(shape[1:], dtype=torch.float64, device=device)
-        # Heads go in chunks so that each temporary ([heads, slots, frames, patches] float64 at most) stays near
-        # CHUNK_BYTES, and small per-head kernels do not dominate on a GPU.
-        chunk = max(1, CHUNK_BYTES // (8 * num_frames * grid_h * grid_w * max(num_slots, head_dim)))
-        chunks = [slice(start, start + chunk) for start in range(0, num_heads, chunk)]
-        separation = torch.cat([frame_separation(out_video[heads]) for heads in chunks])
-        # Row 0, IMAP: mean over the top-k heads; row 1, GramCol: sum over all heads. Weights rather than indexing
-        # by the selection, so a GPU never waits for it.
-        head_weights = torch.zeros(2, num_heads, dtype=torch.float64, device=device)
-        head_weights[0, separation.topk(self.top_k).indices] = 1.0 / self.top_k
-        head_weights[1] = 1.0
-        for heads in chunks:
-            idx = surrogate_tokens(query_video[heads], concept_keys[heads])  # [chunk, slots, frames]
-            z = zscore_over_slots(gramcol(out_video[heads], idx), self.slot_weights, dim=1)
-            z = z.index_select(1, rows).movedim(1, -1)  # [chunk, frames, patches, concepts], as laid out in memory
-            self.sums += torch.tensordot(head_weights[:, heads], z, dims=1)
-            if self.cross_sums is not None:
-                self.cross_sums += self._attention_weights(query_video[heads], concept_keys[heads], rows) / num_heads
-        self.num_reads += 1
-
-    def _attention_weights(self, q: torch.Tensor, k: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-        """Sum over heads of softmax over slots of q.k / sqrt(d), at the concept rows -> ``[frames, patches, C]``."""
-        dtype = torch.promote_types(q.dtype, torch.float32)
-        logits = torch.einsum("hfpd,hsd->hfps", q.to(dtype), k.to(dtype)) / math.sqrt(q.shape[-1])
-        logits = logits + self.slot_weights.to(logits).log()  # a slot standing for n0 copies weighs n0 times
-        return logits.softmax(dim=-1).index_select(-1, rows).sum(0).double()
-
-    def maps(self) -> dict[str, torch.Tensor]:
-        """``{"imap", "gramcol"}`` (and ``"cross_attention"``): float32 CPU ``[concepts, latent_frames, grid_h,
-        grid_w]``, mean over the read layers."""
-        if self.sums is None:
-            raise RuntimeError("no map layer was read: run the transformer inside an instrumented forward")
-        sums = self.sums if self.cross_sums is None else torch.cat([self.sums, self.cross_sums[None]])
-        means = (sums / self.num_reads).permute(0, 3, 1, 2).unflatten(3, self.grid[1:]).float().cpu()
-        out = {"imap": means[0].contiguous(), "gramcol": means[1].contiguous()}
-        if self.cross_sums is not None:
-            out["cross_attention"] = means[2].contiguous()
-        return out
-
-
-class LayerReader(Protocol):
-    """What receives each map layer's per-head tensors (``MapReadout``; a training loss can be another)."""
-
-    def add_layer(self, out_video: torch.Tensor, query_video: torch.Tensor, concept_keys: torch.Tensor) -> None: ...
+from vidseg.maps.readout import (
+    CHUNK_BYTES, LayerReader, LayerTensors, MapReadout, available_kinds, check_map_settings, check_one_video,
+    check_video_grid,
+)
+from vidseg.models.cogvideox.backbone import CogVideoXBackbone, predict_velocity, token_grid
 
 
 class ConceptStream:
@@ -134,8 +38,7 @@ class ConceptStream:
         null_weight: n0, how many identical padding slots the last slot stands for (compact mode); 1 when every
             slot is literal.
         map_layers: blocks whose maps are read.
-        readout: where the maps go: ``add_layer(out_video, query_video, concept_keys)``, each with the ``B``
-            batch dimension first.
+        readout: where each map layer's ``LayerTensors`` go (``B`` videos each).
     """
 
     def __init__(self, embeddings: torch.Tensor, null_weight: int, map_layers: Sequence[int], readout: LayerReader):
@@ -177,7 +80,8 @@ class ConceptStream:
         if attn.norm_k is not None:
             concept_keys = attn.norm_k(concept_keys)
         if block_idx in self.map_layers:
-            self.readout.add_layer(out[-videos:, :, text_len:], query[-videos:, :, text_len:], concept_keys)
+            self.readout.add_layer(LayerTensors(out[-videos:, :, text_len:], query[-videos:, :, text_len:],
+                                                concept_keys))
         if block_idx == self.last_layer:
             return  # no later block reads the concept tokens
         concept_queries = _split_heads(attn.to_q(normed), attn.heads)
@@ -284,14 +188,14 @@ class ConceptStreamAttnProcessor:
 
 
 def check_readout_arguments(
-    transformer: Any, concept_embeds: torch.Tensor, layers: Sequence[int], top_k: int, concept_slots: str
+    transformer: Any, concept_embeds: torch.Tensor, kinds: Sequence[str], layers: Sequence[int], top_k_heads: int,
+    concept_slots: str,
 ) -> list[int]:
     """Validate the read-out options against the model; returns the sorted, de-duplicated map layers."""
     cfg = transformer.config
-    map_layers = check_layers_and_heads(layers, top_k, num_blocks=len(transformer.transformer_blocks),
-                                        num_heads=cfg.num_attention_heads)
-    if concept_slots not in CONCEPT_SLOTS:
-        raise ConfigError(f"maps.concept_slots is {concept_slots!r}; choose one of {', '.join(CONCEPT_SLOTS)}")
+    map_layers = check_map_settings(kinds, layers, top_k_heads, concept_slots,
+                                    num_blocks=len(transformer.transformer_blocks), num_heads=cfg.num_attention_heads,
+                                    captures=CogVideoXBackbone.captures, model=CogVideoXBackbone.display_name)
     if concept_embeds.ndim not in (2, 3) or concept_embeds.shape[-1] != cfg.text_embed_dim:
         raise ConfigError(
             f"concept embeddings have shape {tuple(concept_embeds.shape)}; expected [concepts, {cfg.text_embed_dim}]"
@@ -310,8 +214,9 @@ def concept_stream_attention(
     concept_embeds: torch.Tensor,
     grid: tuple[int, int, int],
     *,
+    kinds: Sequence[str] | None = None,
     layers: Sequence[int],
-    top_k: int = 5,
+    top_k_heads: int = 5,
     concept_slots: str = "compact",
     reader: LayerReader | None = None,
 ) -> Iterator[Any]:
@@ -323,8 +228,9 @@ def concept_stream_attention(
             ``max_text_seq_length - concepts`` slots are zero padding. ``[B, concepts, text_embed_dim]`` runs one
             set per video of a batch of B (with a ``reader`` that takes batches, e.g. for training).
         grid: ``(latent_frames, grid_h, grid_w)`` of the video tokens of the forwards to come.
+        kinds: the map kinds the default reader reduces; None: every kind CogVideoX gives.
         layers: blocks whose maps are averaged.
-        top_k: motion heads per layer (by frame separation) averaged into the IMAP.
+        top_k_heads: motion heads per layer (by frame separation) averaged into the IMAP.
         concept_slots: ``"compact"`` runs the C concepts plus one padding slot standing for all n0 of them
             (log n0 logit offset in the concept attention, weight n0 in the z-score; exact); ``"full"`` runs all
             ``max_text_seq_length`` slots literally.
@@ -334,7 +240,8 @@ def concept_stream_attention(
     Yields:
         the reader; for the ``MapReadout`` call ``.maps()`` after the forward(s) (several forwards average).
     """
-    map_layers = check_readout_arguments(transformer, concept_embeds, layers, top_k, concept_slots)
+    kinds = available_kinds(CogVideoXBackbone.captures) if kinds is None else kinds
+    map_layers = check_readout_arguments(transformer, concept_embeds, kinds, layers, top_k_heads, concept_slots)
     text_proj = transformer.patch_embed.text_proj
     concept_embeds = concept_embeds if concept_embeds.ndim == 3 else concept_embeds[None]
     num_concepts = concept_embeds.shape[1]
@@ -348,7 +255,7 @@ def concept_stream_attention(
     slot_inputs[:, :num_concepts] = concept_embeds.to(slot_inputs)
     slot_weights = torch.ones(num_slots, dtype=torch.float32, device=slot_inputs.device)
     slot_weights[-1] = null_weight
-    readout = reader if reader is not None else MapReadout(num_concepts, grid, top_k, slot_weights)
+    readout = reader if reader is not None else MapReadout(kinds, num_concepts, grid, top_k_heads, slot_weights)
     stream = ConceptStream(text_proj(slot_inputs), null_weight, map_layers, readout)
 
     blocks = transformer.transformer_blocks
@@ -374,3 +281,43 @@ def _text_modulation(norm: torch.nn.Module, temb: torch.Tensor) -> tuple[torch.T
 def _split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
     """``[B, tokens, heads * head_dim]`` -> ``[B, heads, tokens, head_dim]``."""
     return x.unflatten(2, (heads, -1)).transpose(1, 2)
+
+
+@torch.no_grad()
+def read_concept_maps(
+    transformer: Any,
+    noisy_latents: torch.Tensor,
+    timestep: int,
+    prompt_embeds: torch.Tensor,
+    concept_embeds: torch.Tensor,
+    *,
+    kinds: Sequence[str] | None = None,
+    layers: Sequence[int],
+    top_k_heads: int = 5,
+    concept_slots: str = "compact",
+) -> dict[str, torch.Tensor]:
+    """Read the maps of each class name from one CogVideoX forward (method.md §5-§9).
+
+    Args:
+        transformer: a diffusers ``CogVideoXTransformer3DModel`` (2B-like sin-cos or 5B-like RoPE).
+        noisy_latents: latents already brought to ``timestep`` ``[1, F, C, H, W]`` (VAE scaling factor applied).
+        timestep: the read-out timestep t.
+        prompt_embeds: the caption's T5 output ``[1, text_len, text_dim]``.
+        concept_embeds: each class name's first-token T5 embedding ``[C, text_embed_dim]``, C <=
+            ``max_text_seq_length``.
+        kinds: the map kinds to reduce; None: every kind CogVideoX gives.
+        layers: blocks averaged into the maps (0-based).
+        top_k_heads: motion heads per layer, by frame separation, averaged into the IMAP.
+        concept_slots: ``"compact"`` (exact, C + 1 slots) or ``"full"`` (all text slots literally).
+
+    Returns:
+        float32 CPU ``[C, latent_frames, grid_h, grid_w]`` maps of each kind: ``imap`` (the official
+        ``sel_imap_layers``: mean over the top-k heads, then over layers), ``gramcol`` (``imap_layers``: sum over
+        all heads, then mean over layers), z-scored over the text slots per head.
+    """
+    check_one_video(noisy_latents)
+    grid = check_video_grid(token_grid(transformer.config, noisy_latents))
+    with concept_stream_attention(transformer, concept_embeds, grid, kinds=kinds, layers=layers,
+                                  top_k_heads=top_k_heads, concept_slots=concept_slots) as readout:
+        predict_velocity(transformer, noisy_latents, int(timestep), prompt_embeds)
+    return readout.maps()

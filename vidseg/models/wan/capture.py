@@ -1,4 +1,5 @@
-"""Wan2.1's read-out: IMAP / GramCol inside each block's text cross-attention (``attn2``), method.md §19.2.
+"""Wan2.1's capture: the video queries, prompt keys and per-head outputs of each map layer's text cross-attention
+(``attn2``) go to the read-out (``vidseg.maps.readout``), method.md §19.2.
 
 Wan has no joint text-video attention, so there is no concept stream: the video queries, the prompt's keys and the
 per-head cross-attention outputs of the stock forward are read directly. A class name is a prompt token (the
@@ -20,8 +21,10 @@ import torch
 from diffusers.models.attention_dispatch import dispatch_attention_fn
 
 from vidseg.errors import ConfigError
-from vidseg.imap.heads import check_layers_and_heads
-from vidseg.imap.processor import CONCEPT_SLOTS, MapReadout
+from vidseg.maps.readout import (
+    LayerTensors, MapReadout, available_kinds, check_map_settings, check_one_video, check_video_grid,
+)
+from vidseg.models.wan.backbone import WanBackbone, predict_flow, token_grid
 
 
 class WanReadoutAttnProcessor:
@@ -53,9 +56,9 @@ class WanReadoutAttnProcessor:
             backend=self._attention_backend, parallel_config=None,
         )
         slots = self.slots.to(key.device)
-        self.readout.add_layer(
+        self.readout.add_layer(LayerTensors(
             hidden_states[-1:].transpose(1, 2), query[-1:].transpose(1, 2), key[-1:, slots].transpose(1, 2)
-        )
+        ))
         hidden_states = hidden_states.flatten(2, 3).type_as(query)
         hidden_states = attn.to_out[0](hidden_states)
         return attn.to_out[1](hidden_states)
@@ -67,14 +70,14 @@ def prompt_length(prompt_embeds: torch.Tensor) -> int:
     return int(nonzero.max()) + 1 if len(nonzero) else 0
 
 
-def check_wan_readout_arguments(transformer: Any, prompt_embeds: torch.Tensor, concepts: torch.Tensor,
-                                layers: Sequence[int], top_k: int, concept_slots: str) -> list[int]:
+def check_readout_arguments(transformer: Any, prompt_embeds: torch.Tensor, concepts: torch.Tensor,
+                            kinds: Sequence[str], layers: Sequence[int], top_k_heads: int,
+                            concept_slots: str) -> list[int]:
     """Validate the read-out options against a ``WanTransformer3DModel``; returns the sorted map layers."""
     cfg = transformer.config
-    map_layers = check_layers_and_heads(layers, top_k, num_blocks=len(transformer.blocks),
-                                        num_heads=cfg.num_attention_heads)
-    if concept_slots not in CONCEPT_SLOTS:
-        raise ConfigError(f"maps.concept_slots is {concept_slots!r}; choose one of {', '.join(CONCEPT_SLOTS)}")
+    map_layers = check_map_settings(kinds, layers, top_k_heads, concept_slots, num_blocks=len(transformer.blocks),
+                                    num_heads=cfg.num_attention_heads, captures=WanBackbone.captures,
+                                    model=WanBackbone.display_name)
     if prompt_embeds.ndim != 3 or prompt_embeds.shape[0] != 1 or prompt_embeds.shape[2] != cfg.text_dim:
         raise ConfigError(f"prompt embeddings have shape {tuple(prompt_embeds.shape)}; expected [1, 512, "
                           f"{cfg.text_dim}]")
@@ -97,8 +100,9 @@ def cross_attention_readout(
     concepts: torch.Tensor,
     grid: tuple[int, int, int],
     *,
+    kinds: Sequence[str] | None = None,
     layers: Sequence[int],
-    top_k: int = 3,
+    top_k_heads: int = 3,
     concept_slots: str = "compact",
 ) -> Iterator[MapReadout]:
     """Read maps in ``attn2`` of the map layers during every transformer forward inside the ``with`` block.
@@ -108,14 +112,17 @@ def cross_attention_readout(
         prompt_embeds: the umT5 prompt ``[1, 512, D]``, real tokens then exact zeros.
         concepts: long ``[C]`` prompt-token positions whose maps are returned.
         grid: ``(latent_frames, grid_h, grid_w)`` of the video tokens.
-        layers: blocks whose maps are averaged; top_k: motion heads per block for the IMAP.
+        kinds: the map kinds to reduce; None: every kind Wan gives.
+        layers: blocks whose maps are averaged; top_k_heads: motion heads per block for the IMAP.
         concept_slots: ``"compact"`` (the L real slots + one padding slot weighted 512 - L; exact) or ``"full"``
             (all 512 slots literally).
 
     Yields:
-        the ``MapReadout`` (``.maps()`` gives ``imap``, ``gramcol`` and ``cross_attention``).
+        the ``MapReadout`` (``.maps()`` gives each of ``kinds``).
     """
-    map_layers = check_wan_readout_arguments(transformer, prompt_embeds, concepts, layers, top_k, concept_slots)
+    kinds = available_kinds(WanBackbone.captures) if kinds is None else kinds
+    map_layers = check_readout_arguments(transformer, prompt_embeds, concepts, kinds, layers, top_k_heads,
+                                         concept_slots)
     total, length = prompt_embeds.shape[1], prompt_length(prompt_embeds)
     if concept_slots == "compact" and length < total:
         slots = torch.arange(length + 1)  # the first padding slot stands for all of them
@@ -123,7 +130,7 @@ def cross_attention_readout(
         weights[-1] = total - length
     else:
         slots, weights = torch.arange(total), torch.ones(total)
-    readout = MapReadout(concepts.tolist(), grid, top_k, weights.to(prompt_embeds.device), cross_attention=True)
+    readout = MapReadout(kinds, concepts.tolist(), grid, top_k_heads, weights.to(prompt_embeds.device))
     original = transformer.attn_processors
     instrumented = dict(original)
     for i in map_layers:
@@ -133,3 +140,40 @@ def cross_attention_readout(
         yield readout
     finally:
         transformer.set_attn_processor(dict(original))
+
+
+@torch.no_grad()
+def read_cross_attention_maps(
+    transformer: Any,
+    noisy_latents: torch.Tensor,
+    timestep: float,
+    prompt_embeds: torch.Tensor,
+    concepts: torch.Tensor,
+    *,
+    kinds: Sequence[str] | None = None,
+    layers: Sequence[int],
+    top_k_heads: int = 3,
+    concept_slots: str = "compact",
+) -> dict[str, torch.Tensor]:
+    """Read the maps of each class name from one Wan2.1 forward (method.md §19.2).
+
+    Args:
+        transformer: a text-to-video diffusers ``WanTransformer3DModel``.
+        noisy_latents: normalised latents already brought to ``timestep`` ``[1, C, F, H, W]``.
+        timestep: σ * 1000 at the read-out point.
+        prompt_embeds: the umT5 prompt ``[1, 512, D]``, real tokens then zeros.
+        concepts: long ``[C]`` prompt-token positions of the class names.
+        kinds: the map kinds to reduce; None: every kind Wan gives.
+        layers, top_k_heads, concept_slots: as for ``cross_attention_readout``.
+
+    Returns:
+        float32 CPU ``[C, latent_frames, grid_h, grid_w]`` maps of each kind: ``imap`` and ``gramcol`` as for
+        CogVideoX, ``cross_attention`` (``cross_attention_maps_layers``: the mean over heads of the softmax over
+        the 512 slots).
+    """
+    check_one_video(noisy_latents)
+    grid = check_video_grid(token_grid(transformer.config, noisy_latents))
+    with cross_attention_readout(transformer, prompt_embeds, concepts, grid, kinds=kinds, layers=layers,
+                                 top_k_heads=top_k_heads, concept_slots=concept_slots) as readout:
+        predict_flow(transformer, noisy_latents, timestep, prompt_embeds)
+    return readout.maps()
