@@ -300,3 +300,52 @@ def test_single_latent_frame_raises_config_error() -> None:
     latents, prompt_embeds, concept_embeds = make_inputs()
     with pytest.raises(ConfigError, match="2 latent frames"):
         read_concept_maps(model, latents[:, :1], 400, prompt_embeds, concept_embeds, layers=[0], top_k_heads=1)
+
+
+def test_only_the_asked_kinds_are_reduced(transformer, monkeypatch) -> None:
+    """A run asking for one map kind computes only what that kind needs: GramCol sums all heads, so it never ranks
+    heads by frame separation; IMAP does. The other kinds' maps are not returned."""
+    import vidseg.maps.readout as readout_module
+
+    latents, prompt_embeds, concept_embeds = make_inputs()
+    both = read_concept_maps(transformer, latents, 400, prompt_embeds, concept_embeds, layers=[0, 2], top_k_heads=1)
+    calls = []
+    separation = readout_module.frame_separation
+    monkeypatch.setattr(readout_module, "frame_separation", lambda x: calls.append(x.shape) or separation(x))
+    gram = read_concept_maps(transformer, latents, 400, prompt_embeds, concept_embeds, kinds=("gramcol",),
+                             layers=[0, 2], top_k_heads=1)
+    assert set(gram) == {"gramcol"} and calls == []
+    assert torch.equal(gram["gramcol"], both["gramcol"])
+    imap = read_concept_maps(transformer, latents, 400, prompt_embeds, concept_embeds, kinds=("imap",),
+                             layers=[0, 2], top_k_heads=1)
+    assert set(imap) == {"imap"} and len(calls) == 2  # one ranking per map layer
+    assert torch.equal(imap["imap"], both["imap"])
+
+
+def test_cogvideox_does_not_offer_the_attention_weights_kind() -> None:
+    model = make_transformer(rope=False)
+    latents, prompt_embeds, concept_embeds = make_inputs()
+    with pytest.raises(ConfigError, match="CogVideoX gives imap, gramcol"):
+        read_concept_maps(model, latents, 400, prompt_embeds, concept_embeds, kinds=("cross_attention",),
+                          layers=[0], top_k_heads=1)
+
+
+def test_a_run_reduces_only_its_map_kind(tiny_model_dir, video_factory, monkeypatch) -> None:
+    """Through the pipeline: ``maps.kind: gramcol`` never ranks heads; ``imap`` does."""
+    import vidseg.maps.readout as readout_module
+    from vidseg.config import load_config, model_folder_config
+    from vidseg.pipeline import VideoSegmenter
+
+    def refuse(x):
+        raise AssertionError("frame separation computed for a kind that does not use it")
+
+    monkeypatch.setattr(readout_module, "frame_separation", refuse)
+    video = video_factory(num_frames=9)
+    config = load_config(model_dir_config=model_folder_config(tiny_model_dir), overrides=["maps.kind=gramcol"])
+    config.model.source = str(tiny_model_dir)
+    segmenter = VideoSegmenter.from_pretrained(config=config)
+    result = segmenter.compute_saliency(video, ["dog", "person"])
+    assert result.classes == ["dog", "person"] and torch.isfinite(result.sampled).all()
+    config.maps.kind = "imap"
+    with pytest.raises(AssertionError, match="frame separation computed"):
+        segmenter.with_config(config).compute_saliency(video, ["dog", "person"])

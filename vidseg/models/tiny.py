@@ -127,14 +127,14 @@ def save_small_pipeline(pipeline: Any, directory: str | Path, preset: str) -> Pa
     return directory
 
 
-def make_tiny_model(directory: str | Path, *, family: str = "cogvideox", rope: bool = False, seed: int = 0) -> Path:
+def make_tiny_model(directory: str | Path, *, family: str | None = None, rope: bool = False, seed: int = 0) -> Path:
     """Write a random-weight pipeline of ``family`` at ``TINY_SPEC``'s shape (about 0.5 MB) to ``directory`` and
     return its path.
 
     Args:
         directory: folder to create (or overwrite); gets ``model_index.json``, ``transformer/``, ``vae/``,
             ``text_encoder/``, ``tokenizer/``, ``scheduler/`` and ``vidseg.yaml`` (the family's tiny preset).
-        family: a ``vidseg.registry.BACKBONES`` name (``cogvideox``, ``wan``).
+        family: a ``vidseg.registry.BACKBONES`` name (``cogvideox``, ``wan``); None: the first registered.
         rope: a CogVideoX-5B-like variant (RoPE, DPM scheduler); refused by families without that choice.
         seed: seed of the random weights.
     """
@@ -142,7 +142,7 @@ def make_tiny_model(directory: str | Path, *, family: str = "cogvideox", rope: b
 
     from vidseg.registry import BACKBONES
 
-    backbone = BACKBONES.load(BACKBONES.check(family, "--family"))
+    backbone = BACKBONES.load(BACKBONES.check(family or BACKBONES.names()[0], "--family"))
     parts = importlib.import_module(backbone.parts_module)
     path = save_small_pipeline(parts.build_tiny_pipeline(TINY_SPEC, rope=rope, seed=seed), directory,
                                parts.TINY_PRESET)
