@@ -79,3 +79,17 @@ def test_from_pretrained_leaves_the_callers_config_alone(tiny_model_dir):
     before = cfg.to_dict()
     segmenter = VideoSegmenter.from_pretrained(str(tiny_model_dir), config=cfg)
     assert cfg.to_dict() == before and segmenter.config.model.source == str(tiny_model_dir)
+
+
+def test_presets_hold_only_what_differs_from_the_defaults():
+    import yaml
+    from importlib import resources
+
+    from vidseg.config import get_setting
+
+    defaults = VidsegConfig()
+    for name in preset_names():
+        data = yaml.safe_load((resources.files("vidseg.configs") / f"{name}.yaml").read_text()) or {}
+        same = [f"{section}.{key}" for section, values in data.items() for key, value in values.items()
+                if get_setting(defaults, f"{section}.{key}") == value]
+        assert not same, f"{name}.yaml repeats defaults: {same}"

@@ -22,12 +22,35 @@ import yaml
 
 from vidseg.errors import ConfigError, first_line
 from vidseg.registry import (
-    CALIBRATIONS, CONCEPT_SLOTS, CRF_MODES, EXPORT_FORMATS, ID_SPACES, INVERSIONS, MAP_KINDS, READERS, RESIZE_MODES,
+    Choices, CALIBRATIONS, CONCEPT_SLOTS, CRF_MODES, EXPORT_FORMATS, ID_SPACES, INVERSIONS, MAP_KINDS, READERS, RESIZE_MODES,
     UPSAMPLERS,
 )
 from vidseg.weights import model_location
 
 logger = logging.getLogger(__name__)
+
+def setting(default: Any, flag: str | None = None, help: str = "", choices: Choices | None = None) -> Any:
+    """A settings field with, in one place, its default, the CLI flag and help text that set it (``flag``), and the
+    registry of its valid values (``choices``, checked by ``VidsegConfig.validate``)."""
+    metadata = {"flag": flag, "help": help, "choices": choices}
+    return field(default=default, metadata=metadata)
+
+
+def setting_fields(config: "VidsegConfig") -> dict[str, dataclasses.Field]:
+    """Every setting by its dotted name (``maps.kind``), in declaration order."""
+    return {f"{section.name}.{f.name}": f for section in dataclasses.fields(config)
+            for f in dataclasses.fields(getattr(config, section.name))}
+
+
+def get_setting(config: "VidsegConfig", name: str) -> Any:
+    section, key = name.split(".")
+    return getattr(getattr(config, section), key)
+
+
+def set_setting(config: "VidsegConfig", name: str, value: Any) -> None:
+    section, key = name.split(".")
+    setattr(getattr(config, section), key, value)
+
 
 # Blocks whose maps are averaged for CogVideoX-2B (the official IMAP layer list, 0-based).
 COGVIDEOX_2B_LAYERS = [4, 6, 7, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23]
@@ -37,13 +60,14 @@ COGVIDEOX_2B_LAYERS = [4, 6, 7, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 
 class VideoConfig:
     """How the input video is sampled and shaped for the model."""
 
-    sample_fps: float = 8.0  # frames per second fed to the model (CogVideoX's native rate); 0 = every frame
+    sample_fps: float = setting(8.0, "--sample-fps", "Frames per second fed to the model; 0 = every frame. Default: 8, "
+                                                    "CogVideoX's rate.")
     num_frames: int = 49  # frames per model window; the VAE needs 8k+1
     height: int = 480  # model input size in pixels (multiple of 16)
     width: int = 720
     window_overlap: int = 8  # sampled frames shared by consecutive windows (blended)
-    resize: str = "stretch"  # stretch | pad: how a frame of another aspect ratio is fitted to height x width
-    reader: str = "auto"  # auto (decord, then PyAV for what decord cannot read) | decord | pyav
+    resize: str = setting("stretch", choices=RESIZE_MODES)  # how a frame of another aspect ratio fits height x width
+    reader: str = setting("auto", choices=READERS)
     frame_folder_fps: float = 15.0  # frame rate of a folder of frames (VSPW frames are 15 fps)
 
 
@@ -51,10 +75,13 @@ class VideoConfig:
 class ModelConfig:
     """Which weights to load and where to run them."""
 
-    source: str = "THUDM/CogVideoX-2b"  # hub id or local diffusers folder
-    device: str | None = None  # None: cuda when present, else cpu
-    dtype: str | None = None  # None: bfloat16 on GPU, float32 on CPU
-    offload: bool = False  # keep weights on the CPU and move each block to the GPU as it runs
+    source: str = setting("THUDM/CogVideoX-2b", "--model", "Hub id or local diffusers folder, or toy: the shipped "
+                          "toy-world model. Default: the preset's, THUDM/CogVideoX-2b.")
+    device: str | None = setting(None, "--device", "Where to run the model. Default: cuda when present, else cpu.")
+    dtype: str | None = setting(None, "--dtype", "float32, bfloat16 or float16. Default: bfloat16 on GPU, float32 on "
+                                                 "CPU.")
+    offload: bool = setting(False, "--offload/--no-offload", "Keep weights on the CPU, moving blocks to the GPU as they "
+                                                             "run (24 GB GPUs). Default: off.")
     vae_tiling: bool = True  # encode the video in spatial tiles to bound VAE memory
 
 
@@ -62,21 +89,24 @@ class ModelConfig:
 class InversionConfig:
     """How the clean latent is brought to the read-out timestep."""
 
-    method: str = "ddim"  # ddim (DDIM inversion, deterministic) | renoise (official IMAP: one seeded noising)
+    method: str = setting("ddim", "--inversion", f"{INVERSIONS.choices()}: ddim is deterministic inversion (DDIM for "
+                          "v-prediction models, the flow ODE for flow models), renoise the official IMAP single "
+                          "noising. Default: ddim.", INVERSIONS)
     num_steps: int = 50  # length of the scheduler's timestep grid
     readout_index: int = 30  # index into that grid (descending) of the read-out timestep: t = 399 for 2B
     seed: int = 42  # noise seed for renoise
-    prompt: str | None = None  # caption; None builds one from the class names
+    prompt: str | None = setting(None, "--prompt", "Caption of the video. Default: built from the class names.")
 
 
 @dataclass
 class MapsConfig:
     """Which attention maps are read out."""
 
-    kind: str = "imap"  # a MAP_KINDS name: imap (CHI-selected heads) | gramcol (all heads) | cross_attention
+    kind: str = setting("imap", "--map", f"{MAP_KINDS.choices()}: imap keeps the motion-selected heads, gramcol all "
+                        "heads, cross_attention (Wan) the plain attention weights. Default: imap.", MAP_KINDS)
     layers: list[int] = field(default_factory=lambda: list(COGVIDEOX_2B_LAYERS))
     top_k_heads: int = 5  # heads kept per layer by the Calinski-Harabasz frame-separation score
-    concept_slots: str = "compact"  # compact (C classes + 1 weighted padding slot, exact) | full (all text slots)
+    concept_slots: str = setting("compact", choices=CONCEPT_SLOTS)
 
 
 @dataclass
@@ -87,7 +117,7 @@ class ProbsConfig:
     # class (divide each class map by its own RMS over the clip, keeping the sign: > 0 means the class beats the
     # null concept) | clip (one RMS over all classes) | otsu (per class, centre on its Otsu threshold) | none.
     # Defaults chosen by tools/refine_bench.py --calibration (GramCol-like maps of real frames, 1 to 10 classes).
-    calibration: str = "class"
+    calibration: str = setting("class", choices=CALIBRATIONS)
     temperature: float = 0.25  # softmax temperature over the calibrated class logits (lower: more confident)
     background: float | None = 2.0  # background logit in calibrated units; null = no background class
 
@@ -96,8 +126,10 @@ class ProbsConfig:
 class UpsampleConfig:
     """Low-resolution probabilities to full resolution, guided by each frame."""
 
-    method: str = "guided"  # guided | bilinear | anyup
-    anyup_checkpoint: str | None = None  # path to anyup_paper.pth or anyup_multi_backbone.pth
+    method: str = setting("guided", "--upsampler", f"{UPSAMPLERS.choices()}. Default: guided; anyup when "
+                                                   "--anyup-checkpoint is given.", UPSAMPLERS)
+    anyup_checkpoint: str | None = setting(None, "--anyup-checkpoint", "Path to anyup_paper.pth or "
+                                                                       "anyup_multi_backbone.pth.")
     anyup_max_queries: int | None = None  # output pixels per AnyUp attention chunk; null: 16384 on CPU, 262144 on GPU
     guided_radius: float = 0.25  # guided-filter window radius in low-resolution cells (x16 upsampling: 4 px)
     guided_eps: float = 0.01  # guided-filter regulariser in (RGB/255)^2 units; larger follows colour edges less
@@ -110,8 +142,10 @@ class UpsampleConfig:
 class CrfConfig:
     """Dense CRF refinement of the upsampled probabilities (pydensecrf2); see ``vidseg.refine.crf``."""
 
-    enabled: bool | None = None  # null: run when pydensecrf is installed, else warn once; true: required; false: off
-    mode: str = "2d"  # 2d (per frame) | 3d (x, y, t, colour over windows of frames)
+    # null: run when pydensecrf is installed, else warn once; true: required; false: off
+    enabled: bool | None = setting(None, "--crf/--no-crf", "Dense CRF refinement per frame. Default: on when "
+                                                           "pydensecrf2 is installed (--crf makes it required).")
+    mode: str = setting("2d", choices=CRF_MODES)
     # Defaults chosen by tools/refine_bench.py --sweep on real frames: a narrow appearance kernel and no smoothness
     # kernel. Image-paper settings (bilateral 80 / 13 / 10, gaussian 3 / 3) erase thin parts of people at this scale.
     iterations: int = 3  # mean-field iterations (5 gains 0.2 IoU points on the benchmark for 40% more time)
@@ -130,11 +164,14 @@ class CrfConfig:
 class ExportConfig:
     """What is written for each video."""
 
-    format: str = "palette"  # palette | vspw | coco | npz
-    overlay: bool = True  # overlay.mp4: frames with coloured masks and a legend
-    heatmaps: bool = True  # saliency.mp4 (each class's probability over the frames) and preview.png
-    workers: int = 0  # processes for refine + export; 0 = one per CPU core
-    id_space: str = "contiguous"  # VSPW values: contiguous (0..123, the README mapping) | raw (1..124, raw masks)
+    format: str = setting("palette", "--format", f"{EXPORT_FORMATS.choices()}: palette PNGs, vspw single-channel PNGs, "
+                          "coco RLE JSON, npz the soft saliency only. Default: palette.", EXPORT_FORMATS)
+    overlay: bool = setting(True, "--overlay/--no-overlay", "Write overlay.mp4. Default: on.")
+    heatmaps: bool = setting(True, "--export-heatmaps/--no-export-heatmaps", "Write saliency.mp4 (each class's "
+                             "probability map over the frames) and preview.png. Default: on.")
+    workers: int = setting(0, "--workers", "Processes for refinement; 0 = one per CPU core. Default: 0.")
+    id_space: str = setting("contiguous", "--id-space", "contiguous (0..123, VSPW README mapping) or raw (1..124). "
+                                                        "Default: contiguous.", ID_SPACES)
 
 
 @dataclass
@@ -153,7 +190,10 @@ class VidsegConfig:
 
     def validate(self) -> None:
         """Check values once, before anything is loaded. Raises ConfigError naming the field."""
-        v, inv, m = self.video, self.inversion, self.maps
+        for name, spec in setting_fields(self).items():  # every choice against its registry
+            if spec.metadata.get("choices") is not None:
+                spec.metadata["choices"].check(get_setting(self, name), name)
+        v, inv = self.video, self.inversion
         if v.num_frames < 5 or (v.num_frames - 1) % 4:  # the model's own rule is checked when it is opened
             raise ConfigError(f"video.num_frames is {v.num_frames}; the video VAEs need 4k+1 frames (CogVideoX: "
                               f"8k+1), e.g. 49")
@@ -163,22 +203,16 @@ class VidsegConfig:
             raise ConfigError(f"video.sample_fps is {v.sample_fps}; use a positive rate, or 0 for every frame")
         if not 0 <= v.window_overlap < v.num_frames:
             raise ConfigError(f"video.window_overlap is {v.window_overlap}; it must be in [0, {v.num_frames})")
-        RESIZE_MODES.check(v.resize)
-        READERS.check(v.reader)
         if v.frame_folder_fps <= 0:
             raise ConfigError(f"video.frame_folder_fps is {v.frame_folder_fps}; give the frames' rate, e.g. 15")
-        INVERSIONS.check(inv.method)
         if not 0 <= inv.readout_index < inv.num_steps:
             raise ConfigError(
                 f"inversion.readout_index is {inv.readout_index}; it must be in [0, {inv.num_steps}) "
                 f"(inversion.num_steps)"
             )
         # The map layers and motion heads depend on the model: Backbone.check_settings checks them.
-        MAP_KINDS.check(m.kind)
-        CONCEPT_SLOTS.check(m.concept_slots)
         if self.probs.temperature <= 0:
             raise ConfigError(f"probs.temperature is {self.probs.temperature}; it must be positive")
-        CALIBRATIONS.check(self.probs.calibration)
         up, crf = self.upsample, self.crf
         if up.guided_radius <= 0 or up.guided_eps <= 0:
             raise ConfigError(f"upsample.guided_radius ({up.guided_radius}) and guided_eps ({up.guided_eps}) "
@@ -194,12 +228,8 @@ class VidsegConfig:
         if not 0 <= crf.temporal_overlap < crf.temporal_window:
             raise ConfigError(f"crf.temporal_overlap is {crf.temporal_overlap}; it must be in "
                               f"[0, {crf.temporal_window}) (crf.temporal_window)")
-        UPSAMPLERS.check(self.upsample.method)
         if self.upsample.method == "anyup" and not self.upsample.anyup_checkpoint:
             raise ConfigError("upsample.method is anyup but no checkpoint was given; pass --anyup-checkpoint PATH")
-        CRF_MODES.check(self.crf.mode)
-        EXPORT_FORMATS.check(self.export.format)
-        ID_SPACES.check(self.export.id_space)
 
 
 def preset_names() -> list[str]:

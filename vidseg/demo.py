@@ -27,11 +27,12 @@ from pathlib import Path
 from typing import Any
 
 from vidseg.errors import MissingDependencyError, VidsegError, first_line
-from vidseg.registry import INVERSIONS, MAP_KINDS, UPSAMPLERS
 
 logger = logging.getLogger(__name__)
 
 INSTALL_HINT = "pip install 'vidseg[demo]'"
+# The settings the page offers as dropdowns (YAML name -> label); the choices are each setting's registry.
+PAGE_SETTINGS = {"maps.kind": "Map", "inversion.method": "Inversion", "upsample.method": "Upsampler"}
 JOBS_KEPT = 20  # finished jobs whose files stay downloadable; older ones are removed
 
 
@@ -74,21 +75,21 @@ class DemoJobs:
         self._lock = threading.Lock()  # the queue runs one job at a time; this guards direct API callers too
         self._count = 0
 
-    def settings_for(self, map_kind: str | None, inversion: str | None, upsampler: str | None) -> Any:
-        """The server's config with the page's choices, validated like ``--set`` overrides."""
+    def settings_for(self, choices: dict[str, str | None] | None = None) -> Any:
+        """The server's config with the page's ``choices`` (``PAGE_SETTINGS`` by YAML name; None keeps the server's),
+        validated like ``--set`` overrides."""
+        from vidseg.config import set_setting
+
         config = copy.deepcopy(self.segmenter.config)
-        if map_kind:
-            config.maps.kind = map_kind
-        if inversion:
-            config.inversion.method = inversion
-        if upsampler:
-            config.upsample.method = upsampler
+        for name, value in (choices or {}).items():
+            if value:
+                set_setting(config, name, value)
         config.export.format, config.export.overlay, config.export.heatmaps = "palette", True, True
         config.validate()
         return config
 
-    def segment(self, video: str | Path | None, classes: str, *, map_kind: str | None = None,
-                inversion: str | None = None, upsampler: str | None = None, progress: Any = None) -> dict[str, Any]:
+    def segment(self, video: str | Path | None, classes: str, *, settings: dict[str, str | None] | None = None,
+                progress: Any = None) -> dict[str, Any]:
         """One job: returns the paths of ``overlay``, ``heatmaps`` (or None), ``masks_zip`` and ``saliency`` and the
         ``summary`` rows ``[class, frames present, mean area %, peak saliency]``."""
         from vidseg.errors import ConfigError
@@ -101,7 +102,7 @@ class DemoJobs:
         if not (classes or "").strip():
             raise ConfigError("no classes: type the names to segment, e.g. person, dog")
         names = check_classes(classes.split(","))
-        config = self.settings_for(map_kind, inversion, upsampler)
+        config = self.settings_for(settings)
         with self._lock:
             self._count += 1
             job = self.root / f"job{self._count:05d}"
@@ -128,7 +129,10 @@ class DemoJobs:
 
 def build_demo(jobs: DemoJobs) -> Any:
     """The Gradio app (``gr.Blocks``) over ``jobs``; ``launch_demo`` serves it."""
+    from vidseg.config import VidsegConfig, get_setting, setting_fields
+
     gr = import_gradio()
+    fields = setting_fields(VidsegConfig())
     config = jobs.segmenter.config
 
     def page_error(exc: BaseException) -> Exception:
@@ -138,9 +142,11 @@ def build_demo(jobs: DemoJobs) -> Any:
         return gr.Error(f"internal error: {type(exc).__name__}: {first_line(exc)} (see the server's log)",
                         print_exception=False)
 
-    def run_page(video, classes, map_kind, inversion, upsampler, progress=gr.Progress()):
+    # Gradio finds the progress tracker by the default of a named parameter: one parameter per page setting.
+    def run_page(video, classes, maps_kind, inversion_method, upsample_method, progress=gr.Progress()):
+        choices = (maps_kind, inversion_method, upsample_method)
         try:
-            out = jobs.segment(video, classes, map_kind=map_kind, inversion=inversion, upsampler=upsampler,
+            out = jobs.segment(video, classes, settings=dict(zip(PAGE_SETTINGS, choices)),
                                progress=GradioProgress(progress))
         except Exception as exc:  # shown as one line in the page
             raise page_error(exc) from None
@@ -164,9 +170,8 @@ def build_demo(jobs: DemoJobs) -> Any:
                 classes = gr.Textbox(label="Classes (comma-separated)", placeholder="person, dog",
                                      elem_id="classes")
                 with gr.Row():
-                    map_kind = gr.Dropdown(MAP_KINDS.names(), value=config.maps.kind, label="Map")
-                    inversion = gr.Dropdown(INVERSIONS.names(), value=config.inversion.method, label="Inversion")
-                    upsampler = gr.Dropdown(UPSAMPLERS.names(), value=config.upsample.method, label="Upsampler")
+                    dropdowns = [gr.Dropdown(fields[name].metadata["choices"].names(), value=get_setting(config, name),
+                                             label=label) for name, label in PAGE_SETTINGS.items()]
                 run = gr.Button("Segment", variant="primary", elem_id="run")
             with gr.Column():
                 status = gr.Markdown(elem_id="status")
@@ -178,7 +183,7 @@ def build_demo(jobs: DemoJobs) -> Any:
                                        interactive=False)
                 files = gr.File(label="Downloads: masks (zip) and saliency.npz", file_count="multiple",
                                 elem_id="downloads")
-        run.click(run_page, [video, classes, map_kind, inversion, upsampler],
+        run.click(run_page, [video, classes, *dropdowns],
                   [overlay, heatmaps, summary, files, status], api_visibility="private")
         # The scripted endpoint: a hidden trigger with exactly the API's inputs and outputs.
         api_overlay, api_zip = gr.Video(visible=False), gr.File(visible=False)

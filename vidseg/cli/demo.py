@@ -24,7 +24,7 @@ def demo(
     from vidseg.pipeline import VideoSegmenter
 
     import_gradio()  # one line if the extra is missing, before loading anything
-    cfg = opt.build_config(**settings)
+    cfg = opt.build_config(settings)
     with RichProgress() as progress:
         progress.start(f"load {cfg.model.source}")
         segmenter = VideoSegmenter.from_pretrained(config=cfg)

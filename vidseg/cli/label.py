@@ -36,11 +36,10 @@ def label(
         help="Each video's classes are the VSPW classes present in its GT masks (the zero-shot protocol).",
     ),
     shard: str = typer.Option("0/1", "--shard", help="i/n: this process labels every n-th video starting at i (0-based)."),
-    id_space: Optional[str] = typer.Option(
-        None, "--id-space", help="contiguous (0..123, VSPW README mapping) or raw (1..124). Default: contiguous.",
-    ),
-    export_format: str = typer.Option(
-        "vspw", "--format", help=f"{EXPORT_FORMATS.choices()}: vspw single-channel VSPW ids, palette PNGs, coco RLE JSON per video, npz the soft saliency.",
+    export_id_space: Optional[str] = opt.setting_option("export.id_space"),
+    export_format: str = opt.setting_option(
+        "export.format", "vspw", help=f"{EXPORT_FORMATS.choices()}: vspw single-channel VSPW ids, palette PNGs, coco "
+                                      "RLE JSON per video, npz the soft saliency.",
     ),
     ray: bool = typer.Option(
         False, "--ray", help="Run on Ray: one model actor per GPU, videos dispatched longest first, failures retried "
@@ -79,7 +78,8 @@ def label(
         if no_gt:
             raise DatasetError(f"--classes-from-gt needs GT masks, but {', '.join(no_gt[:3])} have none")
     check_writable(out)
-    cfg = opt.build_config(**settings, export_format=export_format, overlay=False, id_space=id_space)
+    cfg = opt.build_config(settings, {"export.format": export_format, "export.overlay": False,
+                                      "export.id_space": export_id_space})
     if cfg.export.format == "vspw" and fixed is not None:
         label_to_vspw_ids(fixed, cfg.export.id_space)  # fail now, not per video, on non-VSPW class names
 

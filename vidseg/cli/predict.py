@@ -12,7 +12,6 @@ from rich.markup import escape
 from rich.table import Table
 
 from vidseg.cli import options as opt
-from vidseg.registry import EXPORT_FORMATS
 from vidseg.cli._app import app, handle_errors, split_class_names
 from vidseg.cli.progress import RichProgress, console
 
@@ -27,14 +26,9 @@ def predict(
         help="Class names to segment, e.g. --classes person dog (or person,dog). Label i = i-th class, 0 = background.",
     ),
     out: Path = typer.Option(Path("out"), "--out", "-o", help="Output folder; each video writes OUT/<video stem>/."),
-    export_format: Optional[str] = typer.Option(
-        None, "--format", help=f"{EXPORT_FORMATS.choices()}: palette PNGs, vspw single-channel PNGs, coco RLE JSON, npz the soft saliency only. Default: palette."
-    ),
-    overlay: Optional[bool] = typer.Option(None, "--overlay/--no-overlay", help="Write overlay.mp4. Default: on."),
-    heatmaps: Optional[bool] = typer.Option(
-        None, "--export-heatmaps/--no-export-heatmaps",
-        help="Write saliency.mp4 (each class's probability map over the frames) and preview.png. Default: on.",
-    ),
+    export_format: Optional[str] = opt.setting_option("export.format"),
+    export_overlay: Optional[bool] = opt.setting_option("export.overlay"),
+    export_heatmaps: Optional[bool] = opt.setting_option("export.heatmaps"),
     settings: dict = None,  # the MODEL_OPTIONS (see with_model_options)
     quiet: bool = opt.QuietOpt,
     debug: bool = opt.DebugOpt,
@@ -54,7 +48,8 @@ def predict(
     if len(set(stems)) != len(stems):
         raise ConfigError("two videos share a file name; their outputs would collide in OUT/<stem>/")
     check_writable(out)
-    cfg = opt.build_config(**settings, export_format=export_format, overlay=overlay, heatmaps=heatmaps)
+    cfg = opt.build_config(settings, {"export.format": export_format, "export.overlay": export_overlay,
+                                      "export.heatmaps": export_heatmaps})
     with RichProgress(enabled=not quiet) as progress:
         progress.start(f"load {cfg.model.source}")
         segmenter = VideoSegmenter.from_pretrained(config=cfg)

@@ -204,7 +204,8 @@ def fit_frames(
     """
     import cv2
 
-    RESIZE_MODES.check(resize)
+    if resize not in RESIZE_MODES:  # a programming error: configs are checked by VidsegConfig.validate
+        raise ValueError(f"resize must be one of {RESIZE_MODES.names()}, got {resize!r}")
     T, H, W, _ = frames.shape
     if resize == "stretch":
         top, left, new_h, new_w = 0, 0, height, width
