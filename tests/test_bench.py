@@ -47,7 +47,7 @@ def test_tiny_bench_meters_the_pipeline_and_the_overhead(bench, video_factory, t
                       (inversion, "inversion"), ("read maps", "maps")):
         assert abs(stages[name]["seconds"] - report["pipeline_seconds"][key]) < 0.25 + 0.2 * stages[name]["seconds"]
     for stage in report["stages"]:
-        assert stage["seconds"] >= 0 and stage["peak_rss_mb"] > 0 and stage["peak_cuda_mb"] is None
+        assert stage["peak_rss_mb"] > 0 and stage["peak_cuda_mb"] is None
     overhead = report["overhead"]
     assert overhead["layers_read"] == [0, 1]
     assert overhead["latents"] == ([1, 4, 3, 8, 12] if family == "wan" else [1, 3, 4, 8, 12])

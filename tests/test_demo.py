@@ -73,7 +73,9 @@ def test_segment_api_with_gradio_client(demo_url, toy_video):
     with zipfile.ZipFile(masks_zip) as archive:
         names = sorted(archive.namelist())
     assert names == [*(f"toy/{i:05d}.png" for i in range(9)), "toy/labels.json"]
-    with pytest.raises(Exception, match="no classes: type the names to segment"):
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError, match="no classes: type the names to segment"):
         client.predict(handle_file(str(toy_video)), " ", api_name="/segment")
 
 

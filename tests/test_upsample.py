@@ -241,9 +241,7 @@ def test_get_upsampler_accepts_names_configs_and_callables(checkpoint_path):
 
 
 @pytest.mark.benchmark
-def test_windowed_attention_is_much_faster_than_dense_masked_at_480x720(request):
-    if "benchmark" not in (request.config.getoption("markexpr") or ""):
-        pytest.skip("timing run: select it with -m benchmark")
+def test_windowed_attention_is_much_faster_than_dense_masked_at_480x720():
     torch.manual_seed(0)
     state = random_checkpoint()
     model = AnyUp().eval()

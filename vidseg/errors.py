@@ -27,7 +27,7 @@ class VideoReadError(VidsegError):
 
 
 class ModelLoadError(VidsegError):
-    """Weights absent (offline, wrong path) or not a CogVideoX diffusers folder."""
+    """Weights absent (offline, wrong path) or not a diffusers folder of a family vidseg reads."""
 
     exit_code = 2
 
