@@ -357,7 +357,8 @@ def export_labels(
     ``workers`` overrides ``config.export.workers`` (see ``iter_labels``).
     """
     from vidseg.export import HEATMAP_FILE, PREVIEW_FILE, SALIENCY_FILE, make_writers
-    from vidseg.export.heatmap import ClassSummary, HeatmapVideoWriter, PreviewSheet
+    from vidseg.export.heatmap import HeatmapVideoWriter, PreviewSheet
+    from vidseg.export.summary import ClassSummary
 
     progress = progress or NoProgress()
     out_dir = Path(out_dir)

@@ -69,7 +69,7 @@ def predict(
 
 def class_table(folder: Path) -> Table:
     """The per-class summary that ``labels.json`` holds, as a table."""
-    from vidseg.export.heatmap import ClassSummary
+    from vidseg.export.summary import ClassSummary
 
     num_frames = json.loads((folder / "labels.json").read_text())["num_frames"]
     table = Table(title=f"{folder.name}: {num_frames} frames", title_justify="left")
