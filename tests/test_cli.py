@@ -177,7 +177,7 @@ def test_predict_5b_preset_with_rope_model_on_vp9_and_av1(tiny_rope_model_dir, v
 
 def test_saliency_npz_reloads_for_model_free_post_processing(tiny_model_dir, video_factory, tmp_path):
     from vidseg.config import load_config
-    from vidseg.pipeline import export_labels
+    from vidseg.export.run import export_labels
     from vidseg.result import SaliencyResult
 
     video = video_factory("clip.mp4", num_frames=15)
