@@ -275,8 +275,7 @@ class VideoSegmenter:
     ) -> Iterator[tuple[int, np.ndarray]]:
         """``(frame_index, labels [H, W] uint8)`` for every frame of ``result``'s video, in memory (no files):
         probabilities, upsampling and CRF with the segmenter's config, a chunk of frames at a time."""
-        for idx, labels, _, _ in postprocess.iter_labels(result, self.config, frame_indices=frame_indices):
-            yield idx, labels
+        return postprocess.iter_labels(result, self.config, frame_indices=frame_indices)
 
     def predict(
         self, videos: Sequence[str | Path], classes: Sequence[str], out_dir: str | Path, *,

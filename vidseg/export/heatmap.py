@@ -11,7 +11,10 @@ import cv2
 import numpy as np
 
 from vidseg.export.overlay import Mp4Encoder, draw_legend, legend_box, overlay_image
+from vidseg.export.writer import ExportLayout, Writer
 
+HEATMAP_FILE = "saliency.mp4"
+PREVIEW_FILE = "preview.png"
 COLORMAP = cv2.COLORMAP_INFERNO
 PREVIEW_FRAMES = 4
 
@@ -55,13 +58,15 @@ def grid(panels: Sequence[np.ndarray], columns: int) -> np.ndarray:
     return np.concatenate([np.concatenate(cells[r * columns:(r + 1) * columns], axis=1) for r in range(rows)])
 
 
-class HeatmapVideoWriter:
+class HeatmapVideoWriter(Writer):
     """``saliency.mp4``: a panel per class (frame + its probability map + name + colour bar), tiled in a grid whose
     width is about the frame's, frame by frame.
 
-    ``add(frame_idx, name, labels, frame, probs)`` takes ``probs`` ``[C + 1, h, w]`` (index 0 background, as
+    ``add(frame_idx, name, frame=, probs=)`` takes ``probs`` ``[C + 1, h, w]`` (index 0 background, as
     ``saliency_to_probs`` returns; with no background row, ``[C, h, w]``) at the token grid or any size.
     """
+
+    consumes = frozenset({"frame", "probs"})
 
     def __init__(self, path: str | Path, class_names: Sequence[str], fps: float):
         self._encoder = Mp4Encoder(path, fps)
@@ -80,16 +85,18 @@ class HeatmapVideoWriter:
             self._bar = colour_bar(size[1])
         return [heatmap_panel(small, p, n, self._bar) for p, n in zip(class_probs, self.class_names)]
 
-    def add(self, frame_idx: int, name: str, labels: np.ndarray, frame: np.ndarray, probs: np.ndarray) -> None:
+    def add(self, frame_idx: int, name: str, *, frame: np.ndarray, probs: np.ndarray) -> None:
         self._encoder.write(grid(self.panels(frame, probs), self.columns), name)
 
     def close(self) -> None:
         self._encoder.close()
 
 
-class PreviewSheet:
+class PreviewSheet(Writer):
     """``preview.png``: for ``PREVIEW_FRAMES`` frames spread over the video, a row of the frame, its masks over it
     and each class's heatmap, so one image shows what the run found."""
+
+    consumes = frozenset({"frame", "probs", "labels"})
 
     def __init__(self, path: str | Path, class_names: Sequence[str], frame_indices: Sequence[int],
                  max_width: int = 1600):
@@ -102,7 +109,7 @@ class PreviewSheet:
         self._legend = None
         self._bar: np.ndarray | None = None
 
-    def add(self, frame_idx: int, name: str, labels: np.ndarray, frame: np.ndarray, probs: np.ndarray) -> None:
+    def add(self, frame_idx: int, name: str, *, frame: np.ndarray, probs: np.ndarray, labels: np.ndarray) -> None:
         if frame_idx not in self.wanted:
             return
         panels = 2 + len(self.class_names)
@@ -125,3 +132,11 @@ class PreviewSheet:
         if self.rows:
             sheet = np.concatenate([self.rows[i] for i in sorted(self.rows)], axis=0)
             Image.fromarray(sheet).save(self.path)
+
+
+def heatmap_writers(layout: ExportLayout) -> list[Writer]:
+    """The heatmaps view: ``saliency.mp4`` and ``preview.png`` (which needs ``layout.frame_indices``)."""
+    if layout.frame_indices is None:
+        raise ValueError("the heatmaps view needs the frame indices to be fed (preview.png picks its rows among them)")
+    return [HeatmapVideoWriter(layout.out_dir / HEATMAP_FILE, layout.class_names, layout.fps),
+            PreviewSheet(layout.out_dir / PREVIEW_FILE, layout.class_names, layout.frame_indices)]

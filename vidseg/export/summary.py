@@ -10,11 +10,16 @@ import numpy as np
 
 
 class ClassSummary:
-    """Per class of a video: the frames where it is present, its mean area there (% of the frame) and its peak
-    saliency (the largest value of its raw map, in the map's own z-score units)."""
+    """Per class of a video: its peak saliency (the largest value of its raw map, in the map's own z-score units)
+    and, when labels are made, the frames where it is present and its mean area there (% of the frame).
 
-    def __init__(self, class_names: Sequence[str], sampled_maps: np.ndarray):
+    ``with_labels=False`` is a maps-only export's summary: no labels exist, so it holds the peak saliency alone and
+    ``labels.json`` has no ``frames_present`` or ``mean_area_percent`` (never a made-up 0).
+    """
+
+    def __init__(self, class_names: Sequence[str], sampled_maps: np.ndarray, *, with_labels: bool = True):
         self.class_names = list(class_names)
+        self.with_labels = with_labels
         self.frames = np.zeros(len(self.class_names), dtype=np.int64)
         self.area = np.zeros(len(self.class_names), dtype=np.float64)
         self.num_frames = 0
@@ -29,14 +34,22 @@ class ClassSummary:
         self.num_frames += 1
 
     @staticmethod
-    def rows(labels_json: str | Path) -> list[tuple[str, int, float, float]]:
-        """``(class, frames present, mean area %, peak saliency)`` per class, from a written ``labels.json``."""
+    def rows(labels_json: str | Path) -> list[tuple[str, int | None, float | None, float]]:
+        """``(class, frames present, mean area %, peak saliency)`` per class, from a written ``labels.json``; frames
+        and area are None where no labels were made (a maps-only export)."""
         classes = json.loads(Path(labels_json).read_text())["classes"]
-        return [(name, s["frames_present"], s["mean_area_percent"], s["peak_saliency"]) for name, s in classes.items()]
+        return [(name, s.get("frames_present"), s.get("mean_area_percent"), s["peak_saliency"])
+                for name, s in classes.items()]
 
     def as_dict(self) -> dict[str, dict[str, float | int]]:
-        """``{class: {"frames_present", "mean_area_percent" (over those frames), "peak_saliency"}}``."""
-        return {name: {"frames_present": int(self.frames[c]),
-                       "mean_area_percent": round(float(self.area[c] / self.frames[c]), 3) if self.frames[c] else 0.0,
-                       "peak_saliency": round(float(self.peak[c]), 4)}
-                for c, name in enumerate(self.class_names)}
+        """``{class: {"frames_present", "mean_area_percent" (over those frames), "peak_saliency"}}``, the first two
+        only ``with_labels``."""
+        summary: dict[str, dict[str, float | int]] = {}
+        for c, name in enumerate(self.class_names):
+            stats: dict[str, float | int] = {}
+            if self.with_labels:
+                stats["frames_present"] = int(self.frames[c])
+                stats["mean_area_percent"] = round(float(self.area[c] / self.frames[c]), 3) if self.frames[c] else 0.0
+            stats["peak_saliency"] = round(float(self.peak[c]), 4)
+            summary[name] = stats
+        return summary
