@@ -82,6 +82,45 @@ def test_predict_summary_table_and_no_heatmaps(tiny_model_dir, video_factory, tm
     assert set(json.loads((out / "clip" / "labels.json").read_text())["classes"]) == {"car", "boat"}
 
 
+class PostProcessingRan(Exception):
+    pass
+
+
+def test_maps_only_predict_does_no_post_processing(tiny_model_dir, video_factory, tmp_path, monkeypatch):
+    """--format npz with no overlay or heatmaps writes the maps straight from the model pass: no frame is read
+    again, no probabilities, no upsampling, no CRF (each raises here), and the summary shows what it lacks."""
+    import vidseg.postprocess
+    import vidseg.refine.labels
+    import vidseg.upsample.upsamplers
+
+    def forbidden(*args, **kwargs):
+        raise PostProcessingRan
+
+    for module, name in ((vidseg.postprocess, "open_video"), (vidseg.postprocess, "saliency_to_probs"),
+                         (vidseg.postprocess, "to_labels"), (vidseg.refine.labels, "to_labels"),
+                         (vidseg.refine.labels, "get_upsampler"), (vidseg.refine.labels, "refine_crf_clip"),
+                         (vidseg.upsample.upsamplers, "get_upsampler")):
+        monkeypatch.setattr(module, name, forbidden)
+    video = video_factory("clip.mp4", num_frames=9, height=48, width=80)
+    out = tmp_path / "out"
+    args = ["predict", video, "--classes", "car", "boat", "--model", tiny_model_dir]
+    result = run_cli(*args, "--out", out, "--format", "npz", "--no-overlay", "--no-export-heatmaps")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (out / "clip").iterdir()) == ["labels.json", "saliency.npz"]
+    classes = json.loads((out / "clip" / "labels.json").read_text())["classes"]
+    maps = np.load(out / "clip" / "saliency.npz")["saliency"].astype(np.float32)
+    assert list(classes) == ["car", "boat"]
+    for k, stats in enumerate(classes.values()):  # peak saliency only: presence and area need labels
+        assert list(stats) == ["peak_saliency"]
+        assert stats["peak_saliency"] == pytest.approx(float(maps[k].max()), abs=2e-2)
+    table = result.output[result.output.index("clip: 9 frames"):]
+    assert "—" in table and "maps-only export makes no labels" in table
+    # The same patches stop any export that needs labels, so they are live.
+    for views in (["--format", "npz", "--overlay", "--no-export-heatmaps"], []):
+        stopped = run_cli(*args, "--out", tmp_path / f"out{len(views)}", *views, "-q")
+        assert isinstance(stopped.exception, PostProcessingRan), stopped.output
+
+
 def test_predict_renoise_gramcol_without_crf(tiny_model_dir, video_factory, tmp_path):
     video = video_factory("clip.mp4", num_frames=9, height=48, width=80)
     out = tmp_path / "out"
@@ -177,7 +216,7 @@ def test_predict_5b_preset_with_rope_model_on_vp9_and_av1(tiny_rope_model_dir, v
 
 def test_saliency_npz_reloads_for_model_free_post_processing(tiny_model_dir, video_factory, tmp_path):
     from vidseg.config import load_config
-    from vidseg.pipeline import export_labels
+    from vidseg.export.run import export_labels
     from vidseg.result import SaliencyResult
 
     video = video_factory("clip.mp4", num_frames=15)

@@ -157,3 +157,134 @@ def test_make_writers_layouts(tmp_path: Path) -> None:
         make_writers("vspw", tmp_path / "x", ["person"], label_to_id=np.array([-1, 1, 2]))
     with pytest.raises(ConfigError, match="choose one of"):
         make_writers("png", tmp_path / "x", ["person"])
+
+
+# -- what writers consume, and what the export computes for them ------------------------------------------------
+
+
+def synthetic_result(video: Path, classes: list[str], seed: int = 0):
+    """A ``SaliencyResult`` of random maps ``[C, 3, 4, 6]`` per 9-frame window for ``video``, with no model."""
+    import torch
+
+    from vidseg.result import SaliencyResult
+    from vidseg.video.read import open_video
+    from vidseg.video.sample import blend_windows, plan_sampling
+
+    with open_video(video) as reader:
+        info = reader.info
+    plan = plan_sampling(info.num_frames, info.fps, sample_fps=8.0, window_frames=9, window_overlap=2)
+    generator = torch.Generator().manual_seed(seed)
+    window_maps = [3 * torch.randn(len(classes), 3, 4, 6, generator=generator) for _ in plan.windows]
+    return SaliencyResult(source=video, classes=classes, prompt="", info=info, plan=plan, window_maps=window_maps,
+                          sampled=blend_windows(plan, window_maps), valid_box=(0, 0, info.height, info.width),
+                          timestep=400.0)
+
+
+def test_every_writer_declares_what_its_add_takes(tmp_path: Path) -> None:
+    """Each registered format's and view's writer consumes known things, and ``add`` takes exactly those
+    (required ones at least); the maps writer has ``add_maps``."""
+    import inspect
+
+    from vidseg.export import SaliencyNpzWriter
+    from vidseg.registry import EXPORT_FORMATS
+
+    writers = [SaliencyNpzWriter(tmp_path / "saliency.npz")]
+    for fmt in EXPORT_FORMATS.names():
+        writers += make_writers(fmt, tmp_path / fmt, ["person", "sky"], overlay=True, heatmaps=True,
+                                frame_indices=[0, 1])
+    kinds = {type(w).__name__: w for w in writers}
+    assert set(kinds) == {"SaliencyNpzWriter", "PaletteMaskWriter", "VspwMaskWriter", "CocoRleWriter",
+                          "OverlayVideoWriter", "HeatmapVideoWriter", "PreviewSheet"}
+    assert kinds["SaliencyNpzWriter"].consumes == {"maps"} and callable(kinds["SaliencyNpzWriter"].add_maps)
+    assert kinds["HeatmapVideoWriter"].consumes == {"frame", "probs"}  # the heatmap video needs no labels
+    for name, writer in kinds.items():
+        assert writer.consumes and writer.consumes <= {"maps", "frame", "probs", "labels"}, name
+        per_frame = writer.consumes - {"maps"}
+        if per_frame:
+            params = list(inspect.signature(writer.add).parameters.values())[2:]  # after frame_idx, name
+            required = {p.name for p in params if p.default is inspect.Parameter.empty}
+            assert required <= per_frame <= {p.name for p in params}, name
+
+
+class Recorder:
+    """A writer that consumes ``consumes`` and records what it is fed."""
+
+    def __init__(self, consumes: set[str], uses_background: bool = True) -> None:
+        self.consumes = frozenset(consumes)
+        self.uses_background = uses_background
+        self.maps: list = []
+        self.frames: list[tuple[int, str, dict]] = []
+        self.closed = False
+
+    def add_maps(self, result) -> None:
+        self.maps.append(result)
+
+    def add(self, frame_idx: int, name: str, **consumed) -> None:
+        self.frames.append((frame_idx, name, consumed))
+
+    def close(self) -> None:
+        self.closed = True
+
+
+@pytest.fixture
+def stage_calls(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    """Counts of what post-processing runs: video opened for frames, probabilities, labels (upsample + CRF)."""
+    import vidseg.postprocess as postprocess
+
+    calls = {"open_video": 0, "saliency_to_probs": 0, "to_labels": 0}
+    for name in calls:
+        original = getattr(postprocess, name)
+
+        def counted(*args, _name=name, _original=original, **kwargs):
+            calls[_name] += 1
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(postprocess, name, counted)
+    return calls
+
+
+@pytest.mark.parametrize("consumes, expected_calls", [
+    ({"maps"}, {"open_video": 0, "saliency_to_probs": 0, "to_labels": 0}),
+    ({"probs"}, {"open_video": 0, "saliency_to_probs": 2, "to_labels": 0}),
+    ({"frame"}, {"open_video": 1, "saliency_to_probs": 0, "to_labels": 0}),
+    ({"frame", "probs", "labels"}, {"open_video": 1, "saliency_to_probs": 2, "to_labels": 2}),
+])
+def test_feed_writers_computes_only_what_the_writers_consume(video_factory, stage_calls, consumes, expected_calls):
+    from vidseg.config import VidsegConfig
+    from vidseg.export.run import feed_writers
+
+    video = video_factory("clip.mp4", num_frames=20, height=48, width=64)  # 20 frames: two chunks of 16
+    result = synthetic_result(video, ["person", "dog"])
+    maps_writer, writer = Recorder({"maps"}), Recorder(consumes)
+    config = VidsegConfig()
+    config.crf.enabled = False
+    indices = np.arange(20)
+    summary = feed_writers(result, [maps_writer, writer], config, indices, workers=1)
+    assert stage_calls == expected_calls
+    assert maps_writer.maps == [result] and not maps_writer.frames and maps_writer.closed and writer.closed
+    per_frame = consumes - {"maps"}
+    assert [(i, name) for i, name, _ in writer.frames] == ([(i, f"{i:05d}") for i in indices] if per_frame else [])
+    assert all(set(consumed) == per_frame for _, _, consumed in writer.frames)
+    shapes = {"frame": (48, 64, 3), "probs": (3, 4, 6), "labels": (48, 64)}
+    assert all(v.shape == shapes[k] for _, _, consumed in writer.frames for k, v in consumed.items())
+    # The summary counts labels only when they were made for a writer; otherwise it has the peak saliency alone.
+    stats = summary.as_dict()["dog"]
+    assert set(stats) == ({"frames_present", "mean_area_percent", "peak_saliency"} if "labels" in consumes
+                          else {"peak_saliency"})
+    assert stats["peak_saliency"] == pytest.approx(float(result.sampled[1].max()), abs=1e-4)
+
+
+def test_a_writer_without_background_makes_every_writer_get_background_free_probs(video_factory):
+    from vidseg.config import VidsegConfig
+    from vidseg.export.run import feed_writers
+
+    result = synthetic_result(video_factory("clip.mp4", num_frames=9, height=48, width=64), ["person", "dog"])
+    vspw_like, other = Recorder({"labels"}, uses_background=False), Recorder({"probs"})
+    config = VidsegConfig()
+    config.crf.enabled = False
+    feed_writers(result, [vspw_like, other], config, np.arange(9), workers=1)
+    assert all((c["probs"][0] == 0).all() for _, _, c in other.frames)  # channel 0: no background
+    assert all((c["labels"] > 0).all() for _, _, c in vspw_like.frames)
+    assert config.probs.background is not None  # the caller's config is left as it was
+    with pytest.raises(ValueError, match="consumes"):
+        feed_writers(result, [Recorder({"masks"})], config, np.arange(9), workers=1)

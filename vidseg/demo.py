@@ -94,7 +94,7 @@ class DemoJobs:
         ``summary`` rows ``[class, frames present, mean area %, peak saliency]``."""
         from vidseg.errors import ConfigError
         from vidseg.export import HEATMAP_FILE, MASKS_DIR, OVERLAY_FILE, SALIENCY_FILE
-        from vidseg.export.heatmap import ClassSummary
+        from vidseg.export.summary import ClassSummary
         from vidseg.pipeline import check_classes
 
         if not video:

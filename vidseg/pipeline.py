@@ -1,16 +1,16 @@
-"""The vidseg pipeline: read video → load model → invert → extract maps → probabilities → upsample → refine → export.
+"""The vidseg pipeline: read video → load model → invert → extract maps, then hand over to post-processing.
 
 ``VideoSegmenter`` is a small stateful API over the heavy model (in the spirit of SAM 2's video predictor): build it
-once, then ``compute_saliency`` runs the model on a video (the expensive part) and returns a ``SaliencyResult``;
-``iter_labels`` yields label maps frame by frame in memory and ``export_labels`` writes them as files, neither
-touching the model. ``SaliencyResult.load`` rebuilds a result from ``saliency.npz``, so post-processing can be re-run
-without the model.
+once, then ``compute_saliency`` runs the model on a video (the expensive part) and returns a ``SaliencyResult``.
+Everything after it is model-free and lives elsewhere: ``vidseg.postprocess`` (probabilities → upsample → refine →
+labels, in memory) and ``vidseg.export.run`` (the output folder); ``iter_labels`` and ``export_labels`` here are
+thin delegates that pass the segmenter's config. ``SaliencyResult.load`` rebuilds a result from ``saliency.npz``,
+so post-processing can be re-run without the model.
 """
 
 from __future__ import annotations
 
 import copy
-import json
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -21,16 +21,13 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import torch
 
+from vidseg import postprocess
 from vidseg.config import VidsegConfig
 from vidseg.errors import ConfigError, VidsegError
-from vidseg.files import atomic_dir, write_error
+from vidseg.export import run as export_run
 from vidseg.models.base import TextEmbeddings
 from vidseg.progress import CancellableProgress, NoProgress, Progress
 from vidseg.result import SaliencyResult
-from vidseg.version import __version__
-
-# Frames refined and written per batch: bounds memory for long, high-resolution videos.
-EXPORT_CHUNK = 16
 
 # (prompt, classes) -> their embeddings, as the backbone encoded them
 TextCache = dict[tuple[str, tuple[str, ...]], TextEmbeddings]
@@ -264,9 +261,9 @@ class VideoSegmenter:
     ) -> Path:
         """Write labels for every frame (or only ``frame_names``) of ``result``'s video into ``out_dir``.
 
-        See ``export_labels`` at module level; this passes the segmenter's config.
+        See ``vidseg.export.run.export_labels``; this passes the segmenter's config.
         """
-        return export_labels(
+        return export_run.export_labels(
             result, out_dir, self.config, progress=progress, frame_names=frame_names, size=size, flat=flat,
             model_name=str(self.model.source),
         )
@@ -276,8 +273,7 @@ class VideoSegmenter:
     ) -> Iterator[tuple[int, np.ndarray]]:
         """``(frame_index, labels [H, W] uint8)`` for every frame of ``result``'s video, in memory (no files):
         probabilities, upsampling and CRF with the segmenter's config, a chunk of frames at a time."""
-        for idx, labels, _, _ in iter_labels(result, self.config, frame_indices=frame_indices):
-            yield idx, labels
+        return postprocess.iter_labels(result, self.config, frame_indices=frame_indices)
 
     def predict(
         self, videos: Sequence[str | Path], classes: Sequence[str], out_dir: str | Path, *,
@@ -291,136 +287,6 @@ class VideoSegmenter:
             if isinstance(result, Exception):
                 raise result
             yield self.export_labels(result, Path(out_dir) / Path(videos[i]).stem, progress=progress)
-
-
-def iter_labels(
-    result: SaliencyResult,
-    config: VidsegConfig,
-    *,
-    frame_indices: Sequence[int] | np.ndarray | None = None,
-    workers: int | None = None,
-) -> Iterator[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
-    """Label maps of ``result``'s video, frame by frame, in memory: yields ``(frame_index, labels, frame, probs)``.
-
-    ``labels`` is uint8 ``[H, W]`` at the video's size (0 = background, i = the i-th class); ``frame`` the RGB
-    frame ``[H, W, 3]`` it was refined against; ``probs`` float32 ``[C + 1, h, w]`` the class probabilities at the
-    token grid (index 0 background; ``[C, h, w]`` when ``config.probs.background`` is None). Saliency -> probabilities -> upsampling -> CRF run in chunks of
-    ``EXPORT_CHUNK`` frames, so memory stays bounded for long videos. ``frame_indices`` restricts the frames
-    (default: all, in order); ``workers`` overrides ``config.export.workers`` (refinement processes; the result
-    does not depend on it).
-    """
-    from vidseg.probs import saliency_to_probs
-    from vidseg.refine import to_labels
-    from vidseg.video.read import open_video
-
-    indices = np.arange(result.info.num_frames) if frame_indices is None else np.asarray(frame_indices, np.int64)
-    # Calibrate on the whole video's maps, not chunk by chunk, so every frame is scaled alike.
-    reference = result.sampled.permute(1, 0, 2, 3)  # [S, C, h, w]
-    probs_config = config.probs
-    video = open_video(result.source, reader=config.video.reader, frame_folder_fps=config.video.frame_folder_fps)
-    with video as reader:
-        for start in range(0, len(indices), EXPORT_CHUNK):
-            chunk = indices[start:start + EXPORT_CHUNK]
-            frames = reader.read(chunk)
-            probs = saliency_to_probs(
-                result.at_frames(chunk), temperature=probs_config.temperature, background=probs_config.background,
-                calibration=probs_config.calibration, reference=reference,
-            )
-            labels = to_labels(frames, probs, upsampler=config.upsample, crf=config.crf,
-                               workers=config.export.workers if workers is None else workers)
-            probs = probs.cpu().numpy()
-            for j, idx in enumerate(chunk):
-                yield int(idx), labels[j], frames[j], probs[j]
-
-
-def export_labels(
-    result: SaliencyResult,
-    out_dir: str | Path,
-    config: VidsegConfig,
-    *,
-    progress: Progress | None = None,
-    frame_names: Sequence[str] | None = None,
-    size: tuple[int, int] | None = None,
-    flat: bool = False,
-    model_name: str = "",
-    workers: int | None = None,
-) -> Path:
-    """Write the labels of ``iter_labels`` for every frame (or only ``frame_names``) of ``result``'s video.
-
-    ``out_dir`` is written atomically (temporary sibling folder renamed on success) and holds the masks of
-    ``config.export.format`` (in ``masks/``, or directly in ``out_dir`` when ``flat``, the VSPW prediction layout),
-    ``labels.json``, ``saliency.npz`` and, unless ``flat``, ``overlay.mp4``. ``frame_names`` restricts the output
-    to those frames (e.g. the GT-annotated ones); ``size`` (height, width) resizes masks (e.g. to the GT's size).
-    The ``vspw`` format has no background: every pixel gets one of the classes, as evaluation requires.
-    ``workers`` overrides ``config.export.workers`` (see ``iter_labels``).
-    """
-    from vidseg.export import HEATMAP_FILE, PREVIEW_FILE, SALIENCY_FILE, make_writers
-    from vidseg.export.heatmap import ClassSummary, HeatmapVideoWriter, PreviewSheet
-
-    progress = progress or NoProgress()
-    out_dir = Path(out_dir)
-    fmt = config.export.format
-    info = result.info
-    names = list(info.frame_names)
-    if frame_names is None:
-        indices = np.arange(info.num_frames)
-    else:
-        lookup = {n: i for i, n in enumerate(names)}
-        missing = [n for n in frame_names if n not in lookup]
-        if missing:
-            raise ConfigError(f"frames {missing[:3]} are not in {result.source}; check the dataset layout")
-        indices = np.array([lookup[n] for n in frame_names], dtype=np.int64)
-
-    labels_config = config
-    if fmt == "vspw":  # no background: every pixel gets one of the classes
-        labels_config = copy.deepcopy(config)
-        labels_config.probs.background = None
-    try:
-        with atomic_dir(out_dir) as tmp:
-            writers = make_writers(
-                fmt, tmp, result.classes, overlay=config.export.overlay and not flat, fps=info.fps, flat=flat,
-                id_space=config.export.id_space, size=size,
-            )
-            views = [HeatmapVideoWriter(tmp / HEATMAP_FILE, result.classes, info.fps),
-                     PreviewSheet(tmp / PREVIEW_FILE, result.classes, indices)] if (
-                config.export.heatmaps and not flat) else []
-            summary = ClassSummary(result.classes, result.sampled.numpy())
-            progress.start("refine + export", total=len(indices))
-            for idx, labels, frame, probs in iter_labels(result, labels_config, frame_indices=indices,
-                                                         workers=workers):
-                for writer in writers:
-                    writer.add(idx, names[idx], labels, frame)
-                for view in views:  # they need the probabilities too
-                    view.add(idx, names[idx], labels, frame, probs)
-                summary.add(labels)
-                progress.advance()
-            for writer in [*writers, *views]:
-                writer.close()
-            result.save(tmp / SALIENCY_FILE)
-            _write_labels_json(tmp / "labels.json", result, config, model_name, summary.as_dict())
-            progress.finish()
-    except OSError as exc:  # the disk filled up, or a write failed: atomic_dir has removed the temporary folder
-        raise write_error(exc, out_dir.parent) from None
-    return out_dir
-
-
-def _write_labels_json(path: Path, result: SaliencyResult, config: VidsegConfig, model_name: str,
-                       summary: dict[str, dict[str, float | int]]) -> None:
-    doc = {
-        "labels": {"0": "background", **{str(i + 1): c for i, c in enumerate(result.classes)}},
-        "classes": summary,
-        "video": str(result.source),
-        "num_frames": result.info.num_frames,
-        "fps": result.info.fps,
-        "size": [result.info.height, result.info.width],
-        "model": model_name,
-        "prompt": result.prompt,
-        "readout_timestep": result.timestep,
-        "seconds": {k: round(v, 3) for k, v in result.seconds.items()},
-        "vidseg_version": __version__,
-        "settings": config.to_dict(),
-    }
-    path.write_text(json.dumps(doc, indent=2))
 
 
 @contextmanager

@@ -86,11 +86,12 @@ UPSAMPLERS = Registry("upsample.method", "upsampler", {
     "bilinear": "vidseg.upsample.upsamplers:BilinearUpsampler",
     "anyup": "vidseg.upsample.upsamplers:AnyUpUpsampler",
 })
+# Each format's writer factory: ExportLayout -> its writers (vidseg.export.writer); make_writers loads them.
 EXPORT_FORMATS = Registry("export.format", "export format", {
-    "palette": "vidseg.export.palette:PaletteMaskWriter",
-    "vspw": "vidseg.export.vspw:VspwMaskWriter",
-    "coco": "vidseg.export.coco:CocoRleWriter",
-    "npz": "vidseg.export.npz:write_saliency_npz",
+    "palette": "vidseg.export.palette:palette_writers",
+    "vspw": "vidseg.export.vspw:vspw_writers",
+    "coco": "vidseg.export.coco:coco_writers",
+    "npz": "vidseg.export.npz:npz_writers",
 })
 RESIZE_MODES = Choices("video.resize", "resize mode", {
     "stretch": "scale each frame to the model size",

@@ -63,13 +63,18 @@ def predict(
 
 
 def class_table(folder: Path) -> Table:
-    """The per-class summary that ``labels.json`` holds, as a table."""
-    from vidseg.export.heatmap import ClassSummary
+    """The per-class summary that ``labels.json`` holds, as a table; "—" where a maps-only export made no labels."""
+    from vidseg.export.summary import ClassSummary
 
     num_frames = json.loads((folder / "labels.json").read_text())["num_frames"]
+    rows = ClassSummary.rows(folder / "labels.json")
     table = Table(title=f"{folder.name}: {num_frames} frames", title_justify="left")
     for column in ("class", "frames present", "mean area % (where present)", "peak saliency"):
         table.add_column(column, justify="left" if column == "class" else "right")
-    for name, frames, area, peak in ClassSummary.rows(folder / "labels.json"):
-        table.add_row(escape(name), f"{frames}", f"{area:.1f}", f"{peak:.2f}")
+    for name, frames, area, peak in rows:
+        table.add_row(escape(name), "—" if frames is None else f"{frames}", "—" if area is None else f"{area:.1f}",
+                      f"{peak:.2f}")
+    if any(frames is None for _, frames, _, _ in rows):
+        table.caption = "—: a maps-only export makes no labels, so presence and area are unknown"
+        table.caption_justify = "left"
     return table

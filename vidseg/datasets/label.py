@@ -370,7 +370,7 @@ def export_dataset_video(result: Any, video: DatasetVideo, folder: Path, config:
     """Write one dataset video's labels into ``folder``: the GT-annotated frames (every frame without GT), at the
     GT's size, flat for the VSPW layout. Every runner writes a video through this (``workers``: see
     ``export_labels``)."""
-    from vidseg.pipeline import export_labels
+    from vidseg.export.run import export_labels
 
     export_labels(result, folder, config, progress=progress, frame_names=list(video.output_stems) or None,
                   size=video.gt_size, flat=flat, model_name=model_name, workers=workers)

@@ -21,7 +21,10 @@ import numpy as np
 
 from vidseg.errors import MissingDependencyError
 from vidseg.export._labels import check_labels, resize_labels
+from vidseg.export.writer import ExportLayout, Writer
 from vidseg.files import write_json_atomic
+
+COCO_FILE = "coco_rle.json"
 
 
 def _mask_api() -> Any:
@@ -32,11 +35,13 @@ def _mask_api() -> Any:
     return mask_api
 
 
-class CocoRleWriter:
+class CocoRleWriter(Writer):
     """Collects RLE records frame by frame and writes the JSON at ``close()`` (atomically).
 
     ``size`` = (height, width) resizes every map with nearest neighbour first (``None`` keeps its size).
     """
+
+    consumes = frozenset({"labels"})
 
     def __init__(self, path: str | Path, class_names: Sequence[str], *, size: tuple[int, int] | None = None,
                  info: dict[str, Any] | None = None):
@@ -76,3 +81,8 @@ class CocoRleWriter:
             "annotations": self._annotations,
         }
         write_json_atomic(self.path, doc)
+
+
+def coco_writers(layout: ExportLayout) -> list[Writer]:
+    """The ``coco`` format: ``coco_rle.json``."""
+    return [CocoRleWriter(layout.out_dir / COCO_FILE, layout.class_names, size=layout.size)]

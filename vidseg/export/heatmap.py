@@ -1,6 +1,5 @@
 """What to look at: ``saliency.mp4`` (each class's probability map over the frames, a panel per class with its name
-and a colour bar), ``preview.png`` (a contact sheet: a few frames x the masks and each class's heatmap) and the
-per-class summary of a video (frames where present, mean area, peak saliency)."""
+and a colour bar) and ``preview.png`` (a contact sheet: a few frames x the masks and each class's heatmap)."""
 
 from __future__ import annotations
 
@@ -12,7 +11,10 @@ import cv2
 import numpy as np
 
 from vidseg.export.overlay import Mp4Encoder, draw_legend, legend_box, overlay_image
+from vidseg.export.writer import ExportLayout, Writer
 
+HEATMAP_FILE = "saliency.mp4"
+PREVIEW_FILE = "preview.png"
 COLORMAP = cv2.COLORMAP_INFERNO
 PREVIEW_FRAMES = 4
 
@@ -56,13 +58,15 @@ def grid(panels: Sequence[np.ndarray], columns: int) -> np.ndarray:
     return np.concatenate([np.concatenate(cells[r * columns:(r + 1) * columns], axis=1) for r in range(rows)])
 
 
-class HeatmapVideoWriter:
+class HeatmapVideoWriter(Writer):
     """``saliency.mp4``: a panel per class (frame + its probability map + name + colour bar), tiled in a grid whose
     width is about the frame's, frame by frame.
 
-    ``add(frame_idx, name, labels, frame, probs)`` takes ``probs`` ``[C + 1, h, w]`` (index 0 background, as
+    ``add(frame_idx, name, frame=, probs=)`` takes ``probs`` ``[C + 1, h, w]`` (index 0 background, as
     ``saliency_to_probs`` returns; with no background row, ``[C, h, w]``) at the token grid or any size.
     """
+
+    consumes = frozenset({"frame", "probs"})
 
     def __init__(self, path: str | Path, class_names: Sequence[str], fps: float):
         self._encoder = Mp4Encoder(path, fps)
@@ -81,16 +85,18 @@ class HeatmapVideoWriter:
             self._bar = colour_bar(size[1])
         return [heatmap_panel(small, p, n, self._bar) for p, n in zip(class_probs, self.class_names)]
 
-    def add(self, frame_idx: int, name: str, labels: np.ndarray, frame: np.ndarray, probs: np.ndarray) -> None:
+    def add(self, frame_idx: int, name: str, *, frame: np.ndarray, probs: np.ndarray) -> None:
         self._encoder.write(grid(self.panels(frame, probs), self.columns), name)
 
     def close(self) -> None:
         self._encoder.close()
 
 
-class PreviewSheet:
+class PreviewSheet(Writer):
     """``preview.png``: for ``PREVIEW_FRAMES`` frames spread over the video, a row of the frame, its masks over it
     and each class's heatmap, so one image shows what the run found."""
+
+    consumes = frozenset({"frame", "probs", "labels"})
 
     def __init__(self, path: str | Path, class_names: Sequence[str], frame_indices: Sequence[int],
                  max_width: int = 1600):
@@ -103,7 +109,7 @@ class PreviewSheet:
         self._legend = None
         self._bar: np.ndarray | None = None
 
-    def add(self, frame_idx: int, name: str, labels: np.ndarray, frame: np.ndarray, probs: np.ndarray) -> None:
+    def add(self, frame_idx: int, name: str, *, frame: np.ndarray, probs: np.ndarray, labels: np.ndarray) -> None:
         if frame_idx not in self.wanted:
             return
         panels = 2 + len(self.class_names)
@@ -128,36 +134,9 @@ class PreviewSheet:
             Image.fromarray(sheet).save(self.path)
 
 
-class ClassSummary:
-    """Per class of a video: the frames where it is present, its mean area there (% of the frame) and its peak
-    saliency (the largest value of its raw map, in the map's own z-score units)."""
-
-    def __init__(self, class_names: Sequence[str], sampled_maps: np.ndarray):
-        self.class_names = list(class_names)
-        self.frames = np.zeros(len(self.class_names), dtype=np.int64)
-        self.area = np.zeros(len(self.class_names), dtype=np.float64)
-        self.num_frames = 0
-        # sampled_maps [C, S, h, w]: the blended maps at the sampled frames (SaliencyResult.sampled)
-        self.peak = sampled_maps.reshape(len(self.class_names), -1).max(axis=1)
-
-    def add(self, labels: np.ndarray) -> None:
-        counts = np.bincount(labels.ravel(), minlength=len(self.class_names) + 1)[1:len(self.class_names) + 1]
-        present = counts > 0
-        self.frames += present
-        self.area += np.where(present, counts / labels.size * 100.0, 0.0)
-        self.num_frames += 1
-
-    @staticmethod
-    def rows(labels_json: str | Path) -> list[tuple[str, int, float, float]]:
-        """``(class, frames present, mean area %, peak saliency)`` per class, from a written ``labels.json``."""
-        import json
-
-        classes = json.loads(Path(labels_json).read_text())["classes"]
-        return [(name, s["frames_present"], s["mean_area_percent"], s["peak_saliency"]) for name, s in classes.items()]
-
-    def as_dict(self) -> dict[str, dict[str, float | int]]:
-        """``{class: {"frames_present", "mean_area_percent" (over those frames), "peak_saliency"}}``."""
-        return {name: {"frames_present": int(self.frames[c]),
-                       "mean_area_percent": round(float(self.area[c] / self.frames[c]), 3) if self.frames[c] else 0.0,
-                       "peak_saliency": round(float(self.peak[c]), 4)}
-                for c, name in enumerate(self.class_names)}
+def heatmap_writers(layout: ExportLayout) -> list[Writer]:
+    """The heatmaps view: ``saliency.mp4`` and ``preview.png`` (which needs ``layout.frame_indices``)."""
+    if layout.frame_indices is None:
+        raise ValueError("the heatmaps view needs the frame indices to be fed (preview.png picks its rows among them)")
+    return [HeatmapVideoWriter(layout.out_dir / HEATMAP_FILE, layout.class_names, layout.fps),
+            PreviewSheet(layout.out_dir / PREVIEW_FILE, layout.class_names, layout.frame_indices)]

@@ -2,6 +2,7 @@
 
 Arrays: ``saliency`` float16 ``[C, F_lat, h, w]`` (classes, latent frames, grid height, grid width) and
 ``metadata``, a 0-d string array holding a JSON object (class names, prompt, timestep, frame mapping, ...).
+Every export folder holds one (``SaliencyNpzWriter``); the ``npz`` format writes nothing else.
 """
 
 from __future__ import annotations
@@ -9,12 +10,18 @@ from __future__ import annotations
 import io
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from vidseg.errors import VidsegError
+from vidseg.export.writer import ExportLayout, Writer
 from vidseg.files import json_safe, write_bytes_atomic
+
+if TYPE_CHECKING:
+    from vidseg.result import SaliencyResult
+
+SALIENCY_FILE = "saliency.npz"
 
 
 def write_saliency_npz(path: str | Path, saliency: np.ndarray, metadata: dict[str, Any]) -> Path:
@@ -35,3 +42,20 @@ def read_saliency_npz(path: str | Path) -> tuple[np.ndarray, dict[str, Any]]:
             return data["saliency"], json.loads(str(data["metadata"]))
     except (OSError, KeyError, ValueError) as exc:
         raise VidsegError(f"{path} is not a vidseg saliency file ({exc}); write it again with vidseg predict") from None
+
+
+class SaliencyNpzWriter(Writer):
+    """``saliency.npz``: the video's window maps and what ``SaliencyResult.load`` needs to rebuild the result."""
+
+    consumes = frozenset({"maps"})
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def add_maps(self, result: SaliencyResult) -> None:
+        result.save(self.path)
+
+
+def npz_writers(layout: ExportLayout) -> list[Writer]:
+    """The ``npz`` format: no label files. Its output, ``saliency.npz``, is in every export folder."""
+    return []

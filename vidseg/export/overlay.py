@@ -16,6 +16,9 @@ import numpy as np
 from vidseg.errors import MissingDependencyError, OutputError
 from vidseg.export._labels import check_labels, resize_labels
 from vidseg.export.palette import voc_palette
+from vidseg.export.writer import ExportLayout, Writer
+
+OVERLAY_FILE = "overlay.mp4"
 
 
 def draw_legend(height: int, width: int, class_names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -142,9 +145,11 @@ def overlay_image(frame: np.ndarray, labels: np.ndarray, legend: tuple[np.ndarra
     return image
 
 
-class OverlayVideoWriter:
+class OverlayVideoWriter(Writer):
     """``overlay.mp4``: each frame with its masks tinted and the class legend. A ``frame`` of ``None`` draws the
     masks on black."""
+
+    consumes = frozenset({"labels", "frame"})
 
     def __init__(self, path: str | Path, class_names: Sequence[str], fps: float, *, alpha: float = 0.5):
         self._encoder = Mp4Encoder(path, fps)
@@ -163,3 +168,8 @@ class OverlayVideoWriter:
 
     def close(self) -> None:
         self._encoder.close()
+
+
+def overlay_writers(layout: ExportLayout) -> list[Writer]:
+    """The overlay view: ``overlay.mp4``."""
+    return [OverlayVideoWriter(layout.out_dir / OVERLAY_FILE, layout.class_names, layout.fps)]

@@ -9,6 +9,7 @@ import numpy as np
 from PIL import Image
 
 from vidseg.export._labels import check_labels, resize_labels
+from vidseg.export.writer import ExportLayout, Writer
 
 
 @lru_cache(maxsize=1)
@@ -36,11 +37,13 @@ def save_palette_png(path: str | Path, labels: np.ndarray) -> None:
     image.save(path, optimize=False)
 
 
-class PaletteMaskWriter:
+class PaletteMaskWriter(Writer):
     """Streams ``dir/<name>.png`` palette masks: 0 = background, i = the i-th class.
 
     ``size`` = (height, width) resizes every map with nearest neighbour before saving (``None`` keeps its size).
     """
+
+    consumes = frozenset({"labels"})
 
     def __init__(self, out_dir: str | Path, *, size: tuple[int, int] | None = None):
         self.out_dir = Path(out_dir)
@@ -50,5 +53,7 @@ class PaletteMaskWriter:
     def add(self, frame_idx: int, name: str, labels: np.ndarray, frame: np.ndarray | None = None) -> None:
         save_palette_png(self.out_dir / f"{name}.png", resize_labels(check_labels(labels), self.size))
 
-    def close(self) -> None:
-        pass
+
+def palette_writers(layout: ExportLayout) -> list[Writer]:
+    """The ``palette`` format: ``masks/<frame>.png``."""
+    return [PaletteMaskWriter(layout.masks_dir, size=layout.size)]

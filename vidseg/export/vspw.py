@@ -17,8 +17,10 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from vidseg.datasets.vspw import check_id_space, export_id_range
+from vidseg.datasets.vspw import check_id_space, export_id_range, label_to_vspw_ids
+from vidseg.errors import ConfigError
 from vidseg.export._labels import check_labels, resize_labels
+from vidseg.export.writer import ExportLayout, Writer
 
 
 def resolve_background(labels: np.ndarray, fallback: int) -> np.ndarray:
@@ -41,7 +43,7 @@ def resolve_background(labels: np.ndarray, fallback: int) -> np.ndarray:
     return label_of_seed[nearest]
 
 
-class VspwMaskWriter:
+class VspwMaskWriter(Writer):
     """Streams ``dir/<name>.png`` VSPW label PNGs.
 
     Args:
@@ -52,6 +54,9 @@ class VspwMaskWriter:
         id_space: ``contiguous`` (values 0..123) or ``raw`` (1..124); values outside are refused.
         size: (height, width) of the GT; maps are resized with nearest neighbour. ``None`` keeps their size.
     """
+
+    consumes = frozenset({"labels"})
+    uses_background = False  # VSPW scores every pixel: each gets one of the classes
 
     def __init__(
         self,
@@ -89,5 +94,15 @@ class VspwMaskWriter:
         self._label_pixels += np.bincount(labels.ravel(), minlength=num_labels)
         Image.fromarray(self._lut[labels]).save(self.out_dir / f"{name}.png")
 
-    def close(self) -> None:
-        pass
+
+def vspw_writers(layout: ExportLayout) -> list[Writer]:
+    """The ``vspw`` format: ``masks/<frame>.png`` of VSPW values (see ``ExportLayout`` for ``label_to_id``)."""
+    label_to_id = layout.label_to_id
+    if label_to_id is None:
+        label_to_id = label_to_vspw_ids(layout.class_names, layout.id_space)
+    if len(label_to_id) != len(layout.class_names) + 1:
+        raise ConfigError(
+            f"label_to_id has {len(label_to_id)} entries for {len(layout.class_names)} classes; it needs one per "
+            "class plus one for background"
+        )
+    return [VspwMaskWriter(layout.masks_dir, label_to_id, id_space=layout.id_space, size=layout.size)]
