@@ -29,12 +29,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-from vidseg.datasets.label import (
-    LabelEvent, LabelLog, LabelPlan, LabelSummary, VideoOutcome, export_dataset_video, is_complete, label_one,
-    plan_labels, remove_leftovers,
-)
 from vidseg.datasets.sources import DatasetVideo
 from vidseg.errors import ConfigError, MissingDependencyError, VidsegError, first_line
+from vidseg.runners.plan import LabelPlan, export_dataset_video, plan_labels
+from vidseg.runners.resumable import (
+    LabelEvent, LabelLog, LabelSummary, VideoOutcome, is_complete, label_one, remove_leftovers,
+)
 
 INSTALL_HINT = "pip install 'vidseg[ray]'"
 ACTOR_DEATHS_ALLOWED = 2  # a video on which more model actors died is recorded as failed (e.g. it runs OOM)
