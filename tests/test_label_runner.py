@@ -15,9 +15,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vidseg.datasets import DatasetVideo, discover_videos, is_complete, label_dataset, parse_shard, shard_videos
-from vidseg.datasets.label import MARKER_NAME, TMP_DIR_NAME
+from vidseg.datasets import DatasetVideo, discover_videos
 from vidseg.errors import ConfigError
+from vidseg.runners import is_complete, label_dataset, parse_shard, shard_videos
+from vidseg.runners.resumable import MARKER_NAME, TMP_DIR_NAME
 
 NAMES = [f"{k}_vid" for k in range(6)]
 
@@ -61,7 +62,8 @@ CHILD = textwrap.dedent("""
     from pathlib import Path
     import numpy as np
     from PIL import Image
-    from vidseg.datasets import discover_videos, label_dataset
+    from vidseg.datasets import discover_videos
+    from vidseg.runners import label_dataset
 
     root, out, signal_file = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
 

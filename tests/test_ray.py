@@ -84,7 +84,8 @@ def test_sigterm_stops_the_cluster_and_leaves_only_complete_videos(tiny_model_di
     import signal
     import time
 
-    from vidseg.datasets import discover_videos, is_complete, png_per_stem
+    from vidseg.datasets import discover_videos
+    from vidseg.runners import is_complete, png_per_stem
 
     root, out = tmp_path / "vspw", tmp_path / "pred"
     make_vspw_tree(root, {f"{i}_v": 6 + 2 * i for i in range(6)})
@@ -128,8 +129,9 @@ def _config(model_dir: Path, **export):
 
 @pytest.mark.slow
 def test_killed_actor_is_replaced_and_its_video_requeued(cluster, tiny_model_dir, tmp_path):
-    from vidseg.datasets import discover_videos, is_complete, png_per_stem
-    from vidseg.datasets.ray_label import RayLabeler
+    from vidseg.datasets import discover_videos
+    from vidseg.runners import is_complete, png_per_stem
+    from vidseg.runners.ray import RayLabeler
 
     root, out = tmp_path / "vspw", tmp_path / "pred"
     make_vspw_tree(root, {"1_aaa": 6, "2_bbb": 8})
@@ -153,7 +155,7 @@ def test_killed_actor_is_replaced_and_its_video_requeued(cluster, tiny_model_dir
 @pytest.mark.slow
 def test_corrupt_video_is_retried_then_reported(cluster, tiny_model_dir, video_factory, tmp_path):
     from vidseg.datasets import discover_videos
-    from vidseg.datasets.ray_label import RayLabeler
+    from vidseg.runners.ray import RayLabeler
 
     folder = tmp_path / "videos"
     folder.mkdir()

@@ -25,8 +25,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from vidseg.config import load_config, model_folder_config, preset_for_model  # noqa: E402
-from vidseg.datasets import discover_videos, label_videos  # noqa: E402
+from vidseg.datasets import discover_videos  # noqa: E402
 from vidseg.pipeline import VideoSegmenter  # noqa: E402
+from vidseg.runners import label_videos  # noqa: E402
 from vidseg.toyworld import render_clip, write_toy_clip  # noqa: E402
 
 
@@ -66,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import ray
 
-    from vidseg.datasets.ray_label import RayLabeler
+    from vidseg.runners.ray import RayLabeler
 
     config = load_config(preset_for_model(args.model), model_dir_config=model_folder_config(args.model),
                          overrides=[f"model.source={args.model}"])

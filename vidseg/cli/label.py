@@ -62,7 +62,8 @@ def label(
 ) -> None:
     """Label every video of ROOT. Rerunning the same command skips finished videos and redoes unfinished ones; a
     video that fails is reported and skipped; a summary and OUT/label_log.json list what happened."""
-    from vidseg.datasets import RayLabeler, discover_videos, label_videos, parse_shard, shard_videos
+    from vidseg.datasets import discover_videos
+    from vidseg.runners import RayLabeler, label_videos, parse_shard, shard_videos
     from vidseg.datasets.vspw import label_to_vspw_ids
     from vidseg.errors import ConfigError, DatasetError
     from vidseg.files import check_writable

@@ -15,11 +15,13 @@ A crash, SIGKILL or power cut therefore loses at most the video in flight: its f
 and the run goes on; Ctrl-C stops after removing the video in flight and returns a summary with
 ``interrupted=True``. The JSON log is rewritten atomically after every video. Run each shard in one process at a
 time (different shards may run at once, on one machine or several sharing ``OUT``).
+
+Both runners (``vidseg.runners.local`` in this process, ``vidseg.runners.ray`` on a cluster) write every video
+through ``label_one`` and keep their log in a ``LabelLog``.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -28,12 +30,12 @@ import traceback
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
-from vidseg.version import __version__
 from vidseg.datasets.sources import DatasetVideo
 from vidseg.errors import ConfigError, OutputError, VidsegError, first_line
 from vidseg.files import write_json_atomic
+from vidseg.version import __version__
 
 MARKER_NAME = ".vidseg-complete.json"
 TMP_DIR_NAME = ".vidseg-tmp"
@@ -316,99 +318,3 @@ def _one_line(exc: BaseException) -> str:
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def settings_fingerprint(config: Any, classes: Sequence[str] | None) -> str:
-    """What makes a finished video folder valid for a rerun: every setting, and the fixed classes (None: from GT)."""
-    doc = json.dumps([config.to_dict(), "gt" if classes is None else list(classes)], sort_keys=True)
-    return hashlib.sha256(doc.encode()).hexdigest()[:16]
-
-
-@dataclass
-class LabelPlan:
-    """What a labeling run of ``videos`` into ``out_dir`` has to do, the same for every runner.
-
-    Attributes:
-        videos: this shard's videos, in name order.
-        pending: those not complete in ``out_dir`` under ``fingerprint``.
-        classes: the class names of each pending video (by name): the fixed ones, or its GT's VSPW classes.
-        fingerprint: ``settings_fingerprint`` of the run.
-        flat: whether masks go flat into the video folder (``vspw`` / ``palette``: the VSPW prediction layout).
-    """
-
-    out_dir: Path
-    videos: list[DatasetVideo]
-    pending: list[DatasetVideo]
-    classes: dict[str, list[str]]
-    fingerprint: str
-    flat: bool
-
-    def expected_files(self, video: DatasetVideo) -> list[str]:
-        """Files the video's folder must hold: a PNG per output stem for the flat formats, else nothing fixed."""
-        return png_per_stem(video) if self.flat else []
-
-
-def plan_labels(
-    config: Any, videos: Sequence[DatasetVideo], out_dir: str | Path, *, classes: Sequence[str] | None = None,
-    shard: tuple[int, int] = (0, 1),
-) -> LabelPlan:
-    """The ``LabelPlan`` of labeling ``shard`` of ``videos`` with ``config`` (``classes`` None: from the GT)."""
-    from vidseg.datasets.vspw import gt_class_prompts
-
-    out_dir = Path(out_dir)
-    plan = LabelPlan(out_dir, shard_videos(videos, shard), [], {}, settings_fingerprint(config, classes),
-                     config.export.format in ("vspw", "palette"))
-    plan.pending = [v for v in plan.videos
-                    if not is_complete(out_dir / v.name, plan.expected_files(v), plan.fingerprint)]
-    plan.classes = {v.name: list(classes) if classes is not None else gt_class_prompts(v.mask_paths)
-                    for v in plan.pending}
-    return plan
-
-
-def export_dataset_video(result: Any, video: DatasetVideo, folder: Path, config: Any, *, flat: bool,
-                         model_name: str, progress: Any = None, workers: int | None = None) -> None:
-    """Write one dataset video's labels into ``folder``: the GT-annotated frames (every frame without GT), at the
-    GT's size, flat for the VSPW layout. Every runner writes a video through this (``workers``: see
-    ``export_labels``)."""
-    from vidseg.export.run import export_labels
-
-    export_labels(result, folder, config, progress=progress, frame_names=list(video.output_stems) or None,
-                  size=video.gt_size, flat=flat, model_name=model_name, workers=workers)
-
-
-def label_videos(
-    segmenter: Any,
-    videos: Sequence[DatasetVideo],
-    out_dir: str | Path,
-    *,
-    classes: Sequence[str] | None = None,
-    shard: tuple[int, int] = (0, 1),
-    progress: Any = None,
-    on_event: Callable[[LabelEvent], None] | None = None,
-) -> LabelSummary:
-    """Label a dataset with a ``VideoSegmenter`` in this process: what ``vidseg label`` runs without ``--ray``.
-
-    Each video of ``shard`` that is not complete in ``out_dir`` is segmented with ``classes`` (None: the VSPW
-    classes of its GT masks) and written by ``label_dataset`` (resumable, atomic). The model computes the next
-    pending video's saliency while the current one is refined and written. The export format, id space and the
-    rest come from the segmenter's config (``plan_labels``, ``export_dataset_video``).
-    """
-    config = segmenter.config
-    plan = plan_labels(config, videos, out_dir, classes=classes, shard=shard)
-    pending = plan.pending
-    results = segmenter.iter_saliency([(v.source, plan.classes[v.name]) for v in pending], progress=progress)
-
-    def segment_video(video: DatasetVideo, folder: Path) -> None:
-        index, result = next(results)
-        if pending[index].name != video.name:
-            raise RuntimeError(f"labeling order changed: expected {pending[index].name}, got {video.name}")
-        if isinstance(result, Exception):
-            raise result
-        export_dataset_video(result, video, folder, config, flat=plan.flat, model_name=str(segmenter.model.source),
-                             progress=progress)
-
-    try:
-        return label_dataset(videos, out_dir, segment_video, shard=shard, on_event=on_event,
-                             fingerprint=plan.fingerprint, expected_files=plan.expected_files)
-    finally:
-        results.close()

@@ -4,7 +4,8 @@ writes.
 * **Model actors**, one per GPU (``gpus_per_actor`` each, fractional for small models; one CPU actor where the
   cluster has no GPU), each hold one ``VideoSegmenter`` whose weights load once. The first actor encodes every
   video's text once for the run and frees T5; the others receive the embeddings.
-* **Dispatch** is dynamic, longest video first, so no actor idles while another holds a long tail.
+* **Dispatch** is dynamic, longest video first, so no actor idles while another holds a long tail (the rules:
+  ``vidseg.runners.scheduler``).
 * **Export** (probabilities, upsampling, CRF, files) runs as a one-CPU Ray task per video beside the actors, through
   ``label_one`` and ``export_dataset_video`` like the single-process run: temporary folder, marker, rename. A killed
   worker or node loses at most its videos in flight.
@@ -17,27 +18,24 @@ Paths must be visible to every node under the same name (a shared filesystem), a
 
 from __future__ import annotations
 
-import collections
 import logging
 import math
 import signal
 import threading
-import time
 import traceback
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-from vidseg.datasets.label import (
-    LabelEvent, LabelLog, LabelPlan, LabelSummary, VideoOutcome, export_dataset_video, is_complete, label_one,
-    plan_labels, remove_leftovers,
-)
 from vidseg.datasets.sources import DatasetVideo
 from vidseg.errors import ConfigError, MissingDependencyError, VidsegError, first_line
+from vidseg.runners.plan import LabelPlan, export_dataset_video, plan_labels
+from vidseg.runners.resumable import (
+    LabelEvent, LabelLog, LabelSummary, VideoOutcome, is_complete, label_one, remove_leftovers,
+)
+from vidseg.runners.scheduler import Job, Scheduler
 
 INSTALL_HINT = "pip install 'vidseg[ray]'"
-ACTOR_DEATHS_ALLOWED = 2  # a video on which more model actors died is recorded as failed (e.g. it runs OOM)
 STOP_GRACE_SECONDS = 30.0  # how long Ctrl-C waits for exports in flight to remove their temporary folders
 
 
@@ -117,16 +115,6 @@ def video_length(video: DatasetVideo) -> float:
         return 0.0
 
 
-@dataclass
-class _Job:
-    video: DatasetVideo
-    position: int
-    attempts: int = 0
-    deaths: int = 0
-    failed_on: set[int] = field(default_factory=set)
-    started: float = 0.0
-
-
 class RayLabeler:
     """Label a dataset on Ray (module docstring). ``run`` returns the same ``LabelSummary`` as ``label_videos``.
 
@@ -147,7 +135,7 @@ class RayLabeler:
         self.config, self.address = config, address
         self.num_actors, self.gpus_per_actor, self.retries = num_actors, gpus_per_actor, retries
         self.actors: list[Any] = []  # handles, by worker index; a replaced actor takes its index
-        self._exports: dict[Any, _Job] = {}  # export task ref -> its video, while in flight
+        self._exports: dict[Any, Job] = {}  # export task ref -> its video, while in flight
         self._owns_cluster = False
 
     # -- cluster ------------------------------------------------------------------------------------------------
@@ -212,7 +200,7 @@ class RayLabeler:
         if not plan.pending:
             return log.close()
         positions = {v.name: i for i, v in enumerate(plan.videos, 1)}
-        jobs = [_Job(v, positions[v.name]) for v in sorted(plan.pending, key=video_length, reverse=True)]
+        jobs = [Job(v, positions[v.name]) for v in sorted(plan.pending, key=video_length, reverse=True)]
         self._exports = {}
         try:
             progress.start("start Ray")
@@ -241,85 +229,41 @@ class RayLabeler:
         log.summary.interrupted = True
         log.write()
 
-    def _dispatch(self, plan: LabelPlan, jobs: list[_Job], log: LabelLog, progress: Any,
+    def _dispatch(self, plan: LabelPlan, jobs: list[Job], log: LabelLog, progress: Any,
                   on_event: Callable[[LabelEvent], None] | None) -> None:
+        """Run ``jobs`` (longest first) to their outcomes: the ``Scheduler`` decides, this submits and waits."""
         ray = self.ray
         total = len(plan.videos)
-        queue = collections.deque(jobs)
+        scheduler = Scheduler(jobs, len(self.actors), self.retries)
         lanes = [progress.lane() for _ in self.actors]
         overall = progress.lane()
         overall.start(f"videos on {len(self.actors)} actors", total=len(jobs))
-        model_calls: dict[Any, tuple[int, _Job, Any]] = {}  # status ref -> (worker, job, result ref)
+        model_calls: dict[Any, tuple[int, Job, Any]] = {}  # status ref -> (worker, job, result ref)
         exports = self._exports
-        idle = list(range(len(self.actors)))
         model_name = str(self.config.model.source)
         plan_ref, config_ref = ray.put(plan), ray.put(self.config)  # stored once, not with every export
+        texts = self._encode_texts(plan, jobs, progress)
 
-        # One text encoding for the run, on the first actor; every actor (and any replacement) gets the result.
-        requests = [(job.video.source, plan.classes[job.video.name]) for job in jobs]
-        progress.start("encode texts (once for the run)")
-        count, texts = self.actors[0].encode_texts.options(num_returns=2).remote(self._text_requests(requests))
-        try:
-            ray.get(count)  # a model that cannot load fails here, once, before any video
-        except ray.exceptions.RayError as exc:
-            cause = getattr(exc, "cause", None) or exc
-            raise VidsegError(f"the model actor could not load the model: {first_line(cause)}") from None
-        for actor in self.actors:
-            actor.add_texts.remote(texts)
-        progress.finish()
-
-        def emit(kind: str, job: _Job, outcome: VideoOutcome | None = None, worker: int | None = None) -> None:
+        def emit(kind: str, job: Job, outcome: VideoOutcome | None = None, worker: int | None = None) -> None:
             if on_event:
                 on_event(LabelEvent(kind, job.video, job.position, total, outcome, worker))
 
-        def finish(job: _Job, outcome: VideoOutcome) -> None:
-            outcome.attempts = max(job.attempts + job.deaths, 1)
+        def settle(job: Job, outcome: VideoOutcome, worker: int | None = None) -> None:
+            """Report what the scheduler made of a try: a retry, or the video's final outcome."""
+            if outcome.status == "retry":
+                emit("retry", job, outcome, worker)
+                return
             log.record(outcome)
             overall.advance()
             emit(outcome.status, job, outcome)
 
-        def failed(job: _Job, worker: int | None, reason: str, trace: str | None, *, death: bool = False) -> None:
-            """Requeue ``job`` after a failure, or record it as failed when its tries are spent."""
-            if death:
-                job.deaths += 1
-            else:
-                job.attempts += 1
-            if worker is not None:
-                job.failed_on.add(worker)
-            if job.attempts > self.retries or job.deaths > ACTOR_DEATHS_ALLOWED:
-                finish(job, VideoOutcome(job.video.name, "failed", reason,
-                                         round(time.perf_counter() - job.started, 3), trace))
-            else:
-                queue.appendleft(job)
-                emit("retry", job, VideoOutcome(job.video.name, "retry", reason), worker)
-
-        def next_job(worker: int) -> _Job | None:
-            """The longest queued video this worker has not failed; one it has failed only when no other live
-            worker could take it instead."""
-            for job in queue:
-                if worker not in job.failed_on:
-                    break
-            else:
-                job = next((j for j in queue if len(j.failed_on) >= len(self.actors)), None)
-                if job is None:
-                    return None
-            queue.remove(job)
-            return job
-
-        while queue or model_calls or exports:
-            for worker in list(idle):
-                job = next_job(worker)
-                if job is None:
-                    continue
-                idle.remove(worker)
-                job.started = job.started or time.perf_counter()
+        while not scheduler.finished:
+            for worker, job in scheduler.assign():
                 status, result = self.actors[worker].saliency.options(num_returns=2).remote(
                     str(job.video.source), plan.classes[job.video.name])
                 model_calls[status] = (worker, job, result)
                 lanes[worker].start(f"actor {worker}: {job.video.name}")
                 emit("start", job, worker=worker)
-            if not model_calls and not exports:
-                continue  # only jobs that wait for another worker: the loop hands them out above
             ready, _ = ray.wait([*model_calls, *exports], num_returns=1)
             ref = ready[0]
             if ref in model_calls:
@@ -330,30 +274,46 @@ class RayLabeler:
                 except ray.exceptions.RayActorError as exc:
                     self.actors[worker] = self._new_actor()  # restarted: reloads the weights
                     self.actors[worker].add_texts.remote(texts)
-                    idle.append(worker)
-                    failed(job, worker, f"the model actor died ({first_line(exc)[:200]})", None, death=True)
+                    scheduler.on_model_done(worker)
+                    settle(job, scheduler.fail(job, worker, f"the model actor died ({first_line(exc)[:200]})",
+                                               death=True), worker)
                     continue
-                idle.append(worker)
+                scheduler.on_model_done(worker)
                 if status["ok"]:
                     exports[self._export.remote(plan_ref, job.video, result, config_ref, model_name)] = job
                 else:
-                    failed(job, worker, status["reason"], status["traceback"])
+                    settle(job, scheduler.fail(job, worker, status["reason"], status["traceback"]), worker)
             else:
                 job = exports.pop(ref)
                 try:
                     outcome = ray.get(ref)
                 except ray.exceptions.RayError as exc:  # its worker died, or the result was lost with its actor
-                    failed(job, None, f"the export worker failed ({first_line(exc)[:200]})", None, death=True)
+                    settle(job, scheduler.fail(job, None, f"the export worker failed ({first_line(exc)[:200]})",
+                                               death=True))
                     continue
                 if outcome.status == "done":
-                    outcome.seconds = round(time.perf_counter() - job.started, 3)
-                    job.attempts += 1
-                    finish(job, outcome)
+                    settle(job, scheduler.on_export_done(job, outcome))
                 elif outcome.status == "interrupted":
                     raise KeyboardInterrupt(outcome.reason)
                 else:
-                    failed(job, None, outcome.reason, outcome.traceback)
+                    settle(job, scheduler.fail(job, None, outcome.reason, outcome.traceback))
         overall.finish()
+
+    def _encode_texts(self, plan: LabelPlan, jobs: list[Job], progress: Any) -> Any:
+        """One text encoding for the run, on the first actor; every actor gets the result (the object ref, which a
+        replacement actor gets too)."""
+        requests = [(job.video.source, plan.classes[job.video.name]) for job in jobs]
+        progress.start("encode texts (once for the run)")
+        count, texts = self.actors[0].encode_texts.options(num_returns=2).remote(self._text_requests(requests))
+        try:
+            self.ray.get(count)  # a model that cannot load fails here, once, before any video
+        except self.ray.exceptions.RayError as exc:
+            cause = getattr(exc, "cause", None) or exc
+            raise VidsegError(f"the model actor could not load the model: {first_line(cause)}") from None
+        for actor in self.actors:
+            actor.add_texts.remote(texts)
+        progress.finish()
+        return texts
 
     def _text_requests(self, jobs: list[tuple[Any, list[str]]]) -> list[tuple[str, list[str]]]:
         from vidseg.pipeline import VideoSegmenter
