@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from vidseg.errors import ConfigError
+from vidseg.saliency_file import read_saliency_npz, write_saliency_npz
 from vidseg.video.read import VideoInfo
 from vidseg.video.sample import SamplingPlan
 
@@ -58,8 +59,6 @@ class SaliencyResult:
     def save(self, path: str | Path) -> Path:
         """Write ``saliency.npz`` (atomically): the window maps in float16 ``[C, windows * F_lat, h, w]`` and the
         sampling metadata ``load`` needs."""
-        from vidseg.export import write_saliency_npz
-
         maps = torch.cat(self.window_maps, dim=1).to(torch.float16).numpy()
         metadata = {
             "classes": self.classes,
@@ -81,7 +80,6 @@ class SaliencyResult:
              frame_folder_fps: float = 15.0) -> "SaliencyResult":
         """Rebuild a result from a ``saliency.npz`` and the video it was made from, so labels can be made again
         (other thresholds, upsampler or CRF) without the model."""
-        from vidseg.export import read_saliency_npz
         from vidseg.video.read import open_video
         from vidseg.video.sample import blend_windows
 
