@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -92,9 +93,10 @@ def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
             console.print(f"[bold red]{how}[/]: nothing half-written was left behind")
             raise typer.Exit(interrupt_exit_code(exc)) from None
         finally:
-            from vidseg.refine.labels import stop_workers
-
-            stop_workers()  # a run leaves no worker process behind, whatever ends it
+            # A run leaves no worker process behind, whatever ends it; only a run that loaded the pool can have one.
+            workers = sys.modules.get("vidseg.workers")
+            if workers is not None:
+                workers.stop_workers()
 
     return wrapper
 
