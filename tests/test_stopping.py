@@ -185,6 +185,47 @@ def test_sigterm_mid_refinement_ends_every_process_each_time(tmp_path):
             process.wait()
 
 
+SLOW_FINALIZER_CHILD = textwrap.dedent("""
+    import sys
+    import time
+    import typer
+    from vidseg.cli._app import handle_errors
+
+    class Buffer:  # as decord's frame buffers: freed, and finalized, in the middle of the run
+        def __del__(self):
+            print("finalizing", flush=True)
+            time.sleep(1)
+
+    @handle_errors
+    def run():
+        Buffer()
+        time.sleep(30)
+
+    if __name__ == "__main__":
+        try:
+            run()
+        except typer.Exit as exc:
+            sys.exit(exc.exit_code)
+""")
+
+
+def test_a_sigterm_that_lands_in_a_finalizer_still_stops_the_run(tmp_path):
+    """Python drops an exception raised in a ``__del__``: the stop must be delivered again, not lost."""
+    script = tmp_path / "finalizer.py"
+    script.write_text(SLOW_FINALIZER_CHILD)
+    process = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, cwd=tmp_path)
+    try:
+        assert process.stdout.readline().strip() == "finalizing"
+        os.kill(process.pid, signal.SIGTERM)
+        stdout, stderr = process.communicate(timeout=10)
+    finally:
+        process.kill()
+    assert process.returncode == 143, stderr
+    lines = [line for line in stderr.strip().splitlines() if line.strip()]
+    assert len(lines) == 1 and "stopped by SIGTERM" in lines[0], stderr
+
+
 def test_stopping_the_workers_ends_only_the_pools_processes():
     import multiprocessing
 
