@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -120,12 +121,137 @@ def test_label_stopped_by_sigterm_keeps_finished_videos(tiny_model_dir, tmp_path
     stdout, stderr = process.communicate(timeout=60)
     assert process.returncode == 143, stdout + stderr
     assert (out / "v0" / ".vidseg-complete.json").is_file()
-    assert not list((out / ".vidseg-tmp").glob("*")) if (out / ".vidseg-tmp").exists() else True
+    assert not (out / ".vidseg-tmp").exists() or not any((out / ".vidseg-tmp").iterdir())
     _wait_for(lambda: not _live_processes(process.pid), timeout=15, what="the run's processes to end")
     rerun = run_cli("label", root, "--classes", "person", "--format", "palette", "--model", tiny_model_dir, "--out",
                     out, "--workers", "1", "-q")
     assert rerun.exit_code == 0, rerun.output
     assert "skipped v0" in rerun.output
+
+
+# Refinement through the CLI's stop path, with large frames and cheap jobs, while another thread runs Python code
+# (as the model thread does on the next video of a run): the workers spend much of their time sending labels back,
+# the moment at which a stop that ended them mid-message hung the interpreter's exit (4 of 10 before the fix).
+REFINING_CHILD = textwrap.dedent("""
+    import sys
+    import threading
+    import numpy as np
+    import typer
+    from vidseg.cli._app import handle_errors
+    from vidseg.refine import to_labels
+
+    def busy():
+        while True:
+            pass
+
+    @handle_errors
+    def refine_until_stopped():
+        threading.Thread(target=busy, daemon=True).start()
+        frames = np.zeros((8, 1440, 2560, 3), np.uint8)
+        probs = np.random.default_rng(0).random((8, 3, 9, 16), dtype=np.float32)
+        probs /= probs.sum(axis=1, keepdims=True)
+        to_labels(frames, probs, upsampler="bilinear", crf=False, workers=2)
+        print("refining", flush=True)
+        while True:
+            to_labels(frames, probs, upsampler="bilinear", crf=False, workers=2)
+
+    if __name__ == "__main__":
+        try:
+            refine_until_stopped()
+        except typer.Exit as exc:
+            sys.exit(exc.exit_code)
+""")
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
+def test_sigterm_mid_refinement_ends_every_process_each_time(tmp_path):
+    script = tmp_path / "refine.py"
+    script.write_text(REFINING_CHILD)
+    for delay in (0.05, 0.3, 0.55, 0.8, 1.05):
+        process = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                   text=True, start_new_session=True, cwd=tmp_path)
+        try:
+            assert process.stdout.readline().strip() == "refining", process.stderr.read()
+            time.sleep(delay)
+            os.kill(process.pid, signal.SIGTERM)
+            try:
+                assert process.wait(timeout=15) == 143, process.stderr.read()
+            except subprocess.TimeoutExpired:
+                raise AssertionError(f"still running 15 s after SIGTERM ({delay} s into refinement)") from None
+            _wait_for(lambda: not _live_processes(process.pid), timeout=15, what="the run's processes to end")
+        finally:
+            for pid in _live_processes(process.pid):
+                os.kill(int(pid), signal.SIGKILL)
+            process.wait()
+
+
+SLOW_FINALIZER_CHILD = textwrap.dedent("""
+    import sys
+    import time
+    import typer
+    from vidseg.cli._app import handle_errors
+
+    class Buffer:  # as decord's frame buffers: freed, and finalized, in the middle of the run
+        def __del__(self):
+            print("finalizing", flush=True)
+            time.sleep(1)
+
+    @handle_errors
+    def run():
+        Buffer()
+        time.sleep(30)
+
+    if __name__ == "__main__":
+        try:
+            run()
+        except typer.Exit as exc:
+            sys.exit(exc.exit_code)
+""")
+
+
+def test_a_sigterm_that_lands_in_a_finalizer_still_stops_the_run(tmp_path):
+    """Python drops an exception raised in a ``__del__``: the stop must be delivered again, not lost."""
+    script = tmp_path / "finalizer.py"
+    script.write_text(SLOW_FINALIZER_CHILD)
+    process = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, cwd=tmp_path)
+    try:
+        assert process.stdout.readline().strip() == "finalizing"
+        os.kill(process.pid, signal.SIGTERM)
+        stdout, stderr = process.communicate(timeout=10)
+    finally:
+        process.kill()
+    assert process.returncode == 143, stderr
+    lines = [line for line in stderr.strip().splitlines() if line.strip()]
+    assert len(lines) == 1 and "stopped by SIGTERM" in lines[0], stderr
+
+
+def test_stopping_the_workers_ends_only_the_pools_processes():
+    import multiprocessing
+
+    import numpy as np
+
+    from vidseg.refine import to_labels
+    from vidseg.workers import stop_workers
+
+    stop_workers()  # a pool an earlier test started
+    other = multiprocessing.get_context("spawn").Process(target=time.sleep, args=(60,), daemon=True)
+    other.start()
+    try:
+        frames = np.zeros((4, 8, 8, 3), np.uint8)
+        probs = np.full((4, 2, 2, 2), 0.5, np.float32)
+        before = set(multiprocessing.active_children())
+        to_labels(frames, probs, upsampler="bilinear", crf=False, workers=2)
+        workers = set(multiprocessing.active_children()) - before
+        assert len(workers) == 2
+        stop_workers()
+        assert not any(p.is_alive() for p in workers)
+        assert other.is_alive()  # a process the pool did not start is left alone
+        assert to_labels(frames, probs, upsampler="bilinear", crf=False, workers=2).shape == (4, 8, 8)
+    finally:
+        stop_workers()
+        other.terminate()
+        other.join()
 
 
 def test_only_dead_runs_temporary_folders_are_removed(tmp_path):

@@ -8,7 +8,9 @@ traceback instead.
 from __future__ import annotations
 
 import functools
+import os
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -40,6 +42,7 @@ class Stopped(KeyboardInterrupt):
 
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+RESEND_DELAY_S = 0.05  # after a stop that a finalizer swallowed, when the signal is sent again
 
 
 _received: list[int] = []  # stop signals seen in this process, for commands that report a stop themselves
@@ -57,16 +60,35 @@ def interrupt_exit_code(exc: BaseException | None = None) -> int:
     return 128 + (_received[-1] if _received and exc is None else signal.SIGINT)
 
 
+def _resend_swallowed_stops(previous_hook: Callable[[Any], None], unraisable: Any) -> None:
+    """A ``sys.unraisablehook``. A signal that arrives while Python runs a finalizer (a ``__del__``, e.g. decord's
+    frame buffers, or a weakref callback) raises its stop there, where no exception can propagate: Python prints
+    and drops it, and the run would go on. Send the signal again a moment later, from another thread, so that its
+    handler runs in ordinary code."""
+    stop = unraisable.exc_value
+    if not isinstance(stop, KeyboardInterrupt):
+        previous_hook(unraisable)
+        return
+    signum = stop.signum if isinstance(stop, Stopped) else signal.SIGINT
+    timer = threading.Timer(RESEND_DELAY_S, os.kill, (os.getpid(), signum))
+    timer.daemon = True
+    timer.start()
+
+
 @contextmanager
 def stop_on_signals() -> Iterator[None]:
-    """While the block runs, SIGTERM and SIGHUP (schedulers stopping a job) behave like Ctrl-C."""
+    """While the block runs, SIGTERM and SIGHUP (schedulers stopping a job) behave like Ctrl-C, and none of these
+    is lost to a finalizer."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     previous = {s: signal.signal(s, _raise_stopped) for s in STOP_SIGNALS}
+    previous_hook = sys.unraisablehook
+    sys.unraisablehook = functools.partial(_resend_swallowed_stops, previous_hook)
     try:
         yield
     finally:
+        sys.unraisablehook = previous_hook
         for s, handler in previous.items():
             signal.signal(s, handler)
 
@@ -92,9 +114,10 @@ def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
             console.print(f"[bold red]{how}[/]: nothing half-written was left behind")
             raise typer.Exit(interrupt_exit_code(exc)) from None
         finally:
-            from vidseg.refine.labels import stop_workers
-
-            stop_workers()  # a run leaves no worker process behind, whatever ends it
+            # A run leaves no worker process behind, whatever ends it; only a run that loaded the pool can have one.
+            workers = sys.modules.get("vidseg.workers")
+            if workers is not None:
+                workers.stop_workers()
 
     return wrapper
 

@@ -3,19 +3,15 @@
 Per frame, only the classes that occur compete: a class is kept when its low-resolution probability reaches
 ``class_keep_ratio`` of the pixel's top probability somewhere in the frame (3-D CRF: in the window). A list of
 124 classes therefore costs about what the few classes present cost. Frames (or CRF windows) are spread over
-worker processes; upsamplers that run in the caller (AnyUp, possibly on a GPU) upsample there first.
+worker processes (``vidseg.workers``); upsamplers that run in the caller (AnyUp, possibly on a GPU) upsample there
+first.
 """
 
 from __future__ import annotations
 
-import multiprocessing
 import os
-import sys
-import time
 import warnings
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Executor, Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -25,12 +21,22 @@ from vidseg.config import CrfConfig, UpsampleConfig
 from vidseg.errors import ConfigError
 from vidseg.refine.crf import densecrf_available, refine_crf_clip, require_densecrf
 from vidseg.upsample.upsamplers import Upsampler, check_frames_and_probs, get_upsampler
+from vidseg.workers import WorkerPool
 
 MAX_CLASSES = 256  # labels are uint8
 
-_pool: tuple[int, ProcessPoolExecutor] | None = None
 _warned_missing_crf = False
-_warned_no_workers = False
+
+
+def _one_thread() -> None:
+    """One OpenCV thread per worker process: the processes already use every core."""
+    import cv2
+
+    cv2.setNumThreads(1)
+
+
+# Started at the first refinement with workers; its fork server imports this module once for every worker.
+_POOL = WorkerPool(preload=[__name__], initializer=_one_thread)
 
 
 def to_labels(
@@ -88,7 +94,7 @@ def to_labels(
             yield frames[frame_ids], job_probs, classes
 
     task = _RefineGroup(upsample if in_workers else None, crf_config)
-    results = _run(task, jobs(), num_workers)
+    results = _POOL.imap(task, jobs(), num_workers)
     labels = np.empty(frames.shape[:3], dtype=np.uint8)
     if crf_config is None or crf_config.mode != "3d":
         for frame_ids, (group_labels, _, _) in zip(groups, results):
@@ -188,94 +194,3 @@ def _num_workers(workers: int) -> int:
     if workers:
         return workers
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
-def _run(task: Callable, jobs: Iterable[tuple], num_workers: int) -> Iterator:
-    """Results of ``task(*job)`` in job order; in worker processes when ``num_workers > 1``."""
-    if num_workers == 1 or not _workers_can_start():
-        yield from (task(*job) for job in jobs)
-        return
-    pool = _worker_pool(num_workers)
-    futures: list[Future] = []
-    try:
-        futures.extend(pool.submit(task, *job) for job in jobs)
-        for future in futures:
-            yield future.result()
-    except BrokenProcessPool:
-        _discard_pool()  # a worker died (e.g. killed for memory): the next call starts a fresh pool
-        raise
-    finally:
-        for future in futures:
-            future.cancel()
-
-
-def _workers_can_start() -> bool:
-    """Spawned workers re-import the caller's main script; a script read from stdin cannot be, so such callers
-    run in this process (warned once)."""
-    global _warned_no_workers
-    main_path = getattr(sys.modules.get("__main__"), "__file__", None)
-    if main_path is None or os.path.exists(main_path):
-        return True
-    if not _warned_no_workers:
-        warnings.warn(f"the main script {main_path!r} is not a file, so refinement runs in this process; "
-                      f"run a script file to use worker processes", stacklevel=4)
-        _warned_no_workers = True
-    return False
-
-
-def _discard_pool() -> None:
-    global _pool
-    if _pool is not None:
-        _pool[1].shutdown(wait=False, cancel_futures=True)
-    _pool = None
-
-
-def _worker_pool(num_workers: int) -> Executor:
-    """A process pool kept for later calls (the pipeline calls ``to_labels`` once per chunk of frames).
-
-    Workers are forked from a fork server that has imported this module (spawned where there is none), never
-    from the caller: a forked copy of a process that has used OpenCV's or torch's thread pools can deadlock.
-    As with any spawned worker, a script that calls ``to_labels`` needs an ``if __name__ == "__main__":`` guard.
-    """
-    global _pool
-    if _pool is not None and _pool[0] == num_workers:
-        return _pool[1]
-    _discard_pool()
-    if "forkserver" in multiprocessing.get_all_start_methods():
-        context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload([__name__])
-    else:
-        context = multiprocessing.get_context("spawn")
-    pool = ProcessPoolExecutor(num_workers, mp_context=context, initializer=_init_worker, initargs=(os.getpid(),))
-    _pool = (num_workers, pool)
-    return pool
-
-
-def stop_workers() -> None:
-    """End the refine worker processes now, mid-task (the run is being stopped: their results are not wanted)."""
-    _discard_pool()
-    for process in multiprocessing.active_children():  # the pool's workers are this process's only children
-        process.terminate()
-    for process in multiprocessing.active_children():
-        process.join(timeout=5)
-
-
-def _init_worker(parent_pid: int) -> None:
-    """One thread per worker process (the processes already use every core), and a watchdog that ends the worker
-    when the process that started the pool is gone, however it ended (even by SIGKILL), so no worker outlives its
-    run burning CPU."""
-    import threading
-
-    import cv2
-
-    cv2.setNumThreads(1)
-    threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True, name="vidseg-watchdog").start()
-
-
-def _watch_parent(parent_pid: int, interval_s: float = 0.5) -> None:
-    from vidseg.files import process_alive
-
-    while process_alive(parent_pid):
-        time.sleep(interval_s)
-    os._exit(1)
-
