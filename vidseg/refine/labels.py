@@ -19,6 +19,7 @@ import torch
 
 from vidseg.config import CrfConfig, UpsampleConfig
 from vidseg.errors import ConfigError
+from vidseg.registry import CRF_MODES
 from vidseg.refine.crf import densecrf_available, refine_crf_clip, require_densecrf
 from vidseg.upsample.upsamplers import Upsampler, check_frames_and_probs, get_upsampler
 from vidseg.workers import WorkerPool
@@ -160,8 +161,7 @@ def _resolve_crf(crf: bool | CrfConfig) -> CrfConfig | None:
     config = crf if isinstance(crf, CrfConfig) else CrfConfig(enabled=None if crf else False)
     if config.enabled is False:
         return None
-    if config.mode not in ("2d", "3d"):
-        raise ConfigError(f"crf.mode is {config.mode!r}; choose one of: 2d, 3d")
+    CRF_MODES.check(config.mode)
     if not 0 <= config.temporal_overlap < config.temporal_window:
         raise ConfigError(f"crf.temporal_overlap is {config.temporal_overlap}; it must be in "
                           f"[0, {config.temporal_window}) (crf.temporal_window)")
