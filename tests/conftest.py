@@ -12,7 +12,8 @@ import pytest
 # Never reach for the hub in tests; the tiny model is loaded from disk like a real local folder.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
 requires_shared = pytest.mark.skipif(not SHARED.exists(), reason="../shared (real videos and frames) is absent")
 
 
@@ -105,3 +106,22 @@ def _single_thread_torch():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+def run_cli(*args: str):
+    """``vidseg ARGS`` in this process (typer's runner), as the console script parses them."""
+    from typer.testing import CliRunner
+
+    from vidseg.cli.main import app, expand_multi_value
+
+    return CliRunner().invoke(app, expand_multi_value([str(a) for a in args]))
+
+
+def assert_one_line_error(result, code: int, *words: str) -> None:
+    assert result.exit_code == code, result.output
+    text = result.output.strip()
+    assert "Traceback" not in text
+    lines = [line for line in text.splitlines() if line.strip()]
+    assert lines[-1].startswith("error:"), text
+    for word in words:
+        assert word.lower() in text.lower(), text

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import ast
 import re
-from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parents[1] / "vidseg"
+from tests.conftest import REPO
+
+PACKAGE = REPO / "vidseg"
 FAMILY_MODULES = ("models/cogvideox/", "models/wan/")
 FAMILY_NAMES = re.compile(r"CogVideoXTransformer3DModel|WanTransformer3DModel|CogVideoXBackbone|WanBackbone|"
                           r"AutoencoderKLCogVideoX|AutoencoderKLWan|[\"'](?:cogvideox|wan)[\"']")

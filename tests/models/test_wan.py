@@ -14,7 +14,7 @@ import pytest
 import torch
 from sklearn.metrics import calinski_harabasz_score
 
-from tests.test_cli import run_cli
+from tests.conftest import run_cli
 from vidseg.config import load_config, model_folder_config
 from vidseg.errors import ConfigError
 from vidseg.inversion import flow_grid, invert_flow, renoise_flow

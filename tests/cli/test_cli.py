@@ -7,24 +7,9 @@ import json
 import numpy as np
 import pytest
 from PIL import Image
-from typer.testing import CliRunner
 
-from vidseg.cli.main import app, expand_multi_value
-
-
-def run_cli(*args: str):
-    result = CliRunner().invoke(app, expand_multi_value([str(a) for a in args]))
-    return result
-
-
-def assert_one_line_error(result, code: int, *words: str) -> None:
-    assert result.exit_code == code, result.output
-    text = result.output.strip()
-    assert "Traceback" not in text
-    lines = [line for line in text.splitlines() if line.strip()]
-    assert lines[-1].startswith("error:"), text
-    for word in words:
-        assert word.lower() in text.lower(), text
+from tests.conftest import assert_one_line_error, run_cli
+from vidseg.cli.main import expand_multi_value
 
 
 def test_expand_multi_value_takes_words_until_next_option():

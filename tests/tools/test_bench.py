@@ -5,15 +5,15 @@ from __future__ import annotations
 import importlib.util
 import json
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 
+from tests.conftest import REPO
 from vidseg.errors import ConfigError
 from vidseg.models.geometry import build_random_transformer, full_depth, transformer_config
 
-BENCH = Path(__file__).resolve().parents[1] / "tools" / "bench.py"
+BENCH = REPO / "tools" / "bench.py"
 
 
 @pytest.fixture(scope="module")

@@ -2,19 +2,19 @@ from __future__ import annotations
 
 import sys
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 import vidseg.refine.labels as labels_module
+from tests.conftest import REPO
 from vidseg.config import CrfConfig, UpsampleConfig
 from vidseg.errors import ConfigError, MissingDependencyError
 from vidseg.refine import densecrf_available, refine_crf, refine_crf_clip, to_labels
 from vidseg.refine.labels import _temporal_windows
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+SHARED = REPO.parent / "shared"
 requires_crf = pytest.mark.skipif(not densecrf_available(), reason="pydensecrf (pydensecrf2) is not installed")
 
 

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.test_cli import assert_one_line_error, run_cli
-from tests.test_label_cli import make_vspw_tree
+from tests.conftest import assert_one_line_error, run_cli
+from tests.cli.test_label_cli import make_vspw_tree
 
 ray = pytest.importorskip("ray", reason="the Ray runner needs the vidseg[ray] extra")
 

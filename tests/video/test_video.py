@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.conftest import REPO
 from vidseg.errors import ConfigError, MissingDependencyError, VideoReadError
 from vidseg.video import read as video_read
 from vidseg.video.read import open_video
@@ -22,7 +23,7 @@ from vidseg.video.sample import (
 )
 
 av = pytest.importorskip("av")
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+SHARED = REPO.parent / "shared"
 HAS_DECORD = video_read._import_optional("decord") is not None
 
 # Frame i is a flat grey of level 20 + 10 i (wrapping after 22 frames), so its index survives lossy coding as the
@@ -413,7 +414,7 @@ def test_rotated_phone_clip_gives_upright_masks(tiny_model_dir, tmp_path, reader
     if reader == "decord" and not HAS_DECORD:
         pytest.skip("decord is not installed")
     from tests.conftest import write_video as write_rgb_video
-    from tests.test_cli import run_cli
+    from tests.conftest import run_cli
     from PIL import Image
 
     path = write_rgb_video(tmp_path / "phone.mp4", _asymmetric_frames(num_frames=9), fps=8, rotation=90)

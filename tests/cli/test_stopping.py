@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import moving_square_frames, write_video
-from tests.test_cli import run_cli
+from tests.conftest import run_cli
 from vidseg.files import atomic_dir, remove_stale_temporaries
 
 VIDSEG = shutil.which("vidseg")

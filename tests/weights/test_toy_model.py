@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.test_cli import run_cli
+from tests.conftest import REPO
+from tests.conftest import run_cli
 from vidseg.toyworld import absent_pixels, class_ious, render_clip, write_toy_clip
 from vidseg.weights import shipped_model_folder
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO
 
 # The first four of tools/toy_bench.py's held-out clips (training uses seeds from 1,000,000, validation from
 # 500,000): 11 objects, hard ones among them (seed 0 has three overlapping shapes).

@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image
 
 from tests.conftest import moving_square_frames
-from tests.test_cli import assert_one_line_error, run_cli
+from tests.conftest import assert_one_line_error, run_cli
 
 
 def make_vspw_tree(root: Path, videos: dict[str, int], height: int = 48, width: int = 80) -> None:

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import importlib.util
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-TRAINER = Path(__file__).resolve().parents[1] / "tools" / "train_toy_model.py"
+from tests.conftest import REPO
+
+TRAINER = REPO / "tools" / "train_toy_model.py"
 
 
 @pytest.fixture(scope="module")
