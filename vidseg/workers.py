@@ -57,6 +57,7 @@ class WorkerPool:
         self.preload = list(preload)
         self.initializer = initializer
         self._workers: list[_Worker] = []
+        self._busy: set[_Worker] = set()  # workers holding a job whose result has not been read
         self._warned_inline = False
 
     def imap(self, task: Callable[..., Any], jobs: Iterable[tuple], num_workers: int) -> Iterator[Any]:
@@ -65,7 +66,7 @@ class WorkerPool:
 
         An exception of a job is raised here (with the worker's traceback as its cause). Stopping early (an
         exception, ``close()``, Ctrl-C) ends the workers that still hold a job, so no stale result is left for
-        the next call.
+        the next call. One call at a time: the CLI and the demo refine one video at a time.
         """
         if num_workers == 1 or not self._can_start():
             yield from (task(*job) for job in jobs)
@@ -86,6 +87,7 @@ class WorkerPool:
                         break
                     worker = idle.pop()
                     busy[worker] = sent  # before sending: a send cut short by a signal leaves the worker busy
+                    self._busy.add(worker)
                     worker.send((task, job))
                     sent += 1
                 if yielded in done:
@@ -98,6 +100,7 @@ class WorkerPool:
                     worker = next(w for w in busy if w.connection is connection)
                     done[busy[worker]] = worker.receive()
                     del busy[worker]  # after receiving: a receive cut short leaves the worker busy
+                    self._busy.discard(worker)
                     idle.append(worker)
         finally:
             if busy:
@@ -108,6 +111,9 @@ class WorkerPool:
         self._discard(list(self._workers))
 
     def _resize(self, num_workers: int) -> list[_Worker]:
+        # Workers still busy for an earlier call that was abandoned, not closed (a frame kept alive by a traceback):
+        # their next reply would be that call's result.
+        self._discard([w for w in self._workers if w in self._busy])
         if len(self._workers) > num_workers:
             self._discard(self._workers[num_workers:])
         if len(self._workers) < num_workers:
@@ -121,6 +127,7 @@ class WorkerPool:
             worker.terminate()
         for worker in workers:
             worker.join()
+            self._busy.discard(worker)
             if worker in self._workers:  # a suspended imap may discard its workers after a stop
                 self._workers.remove(worker)
         if not self._workers:
