@@ -6,13 +6,14 @@ temporary folder left over, over many repetitions at different points of the ref
     PYTHONPATH=/path/to/other/checkout python tools/stop_bench.py   # measure another version of vidseg
 
 What it does, as a new user would: ``vidseg make-tiny-model`` and a generated clip (a square sliding over noise)
-in a temporary folder; one full ``vidseg predict`` (progress display on, unless ``--predict-options=-q``) to measure
-the refinement phase, from the output's temporary folder appearing to its rename into place; then, per repetition,
-``vidseg predict`` in a new session and SIGTERM to its main process after a delay spread evenly over that phase.
-A run counts as hung when the main process has not exited ``--grace`` seconds after the signal; a process of its
-session still running then is left over (otherwise the time until the last one ended is reported). Whatever
-survives is killed with SIGKILL, so repetitions do not pile up. ``--diagnose`` makes every Python process of the
-run dump its threads' stacks on SIGUSR1 (``faulthandler``), and dumps a hung run before killing it.
+in a temporary folder; then, per repetition, ``vidseg predict`` (progress display on, unless
+``--predict-options=-q``) in a new session, and SIGTERM to its main process once the export has written a share of
+the masks spread evenly over the repetitions, plus a random 0-0.5 s: the stops fall all over refinement, whatever
+the machine's load. A run counts as hung when the main process has not exited ``--grace`` seconds after the
+signal; a process of its session still running then is left over (otherwise the time until the last one ended is
+reported). Whatever survives is killed with SIGKILL, so repetitions do not pile up. ``--diagnose`` makes every
+Python process of the run dump its threads' stacks on SIGUSR1 (``faulthandler``), and dumps a hung run before
+killing it.
 """
 
 from __future__ import annotations
@@ -99,14 +100,16 @@ class Run:
             time.sleep(0.01)
         return time.monotonic() - self.started
 
-    def wait_for_output(self, timeout: float = 600.0) -> float:
-        """Seconds from the start until the output folder is renamed into place (refinement and export done)."""
+    def wait_for_masks(self, count: int, timeout: float = 600.0) -> int:
+        """Wait until the export has written ``count`` masks (or finished); returns how many it had written."""
         deadline = time.monotonic() + timeout
-        while not self.exported():
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the run ended (or stalled) before its output: {self.stderr_path.read_text()}")
-            time.sleep(0.01)
-        return time.monotonic() - self.started
+        while True:
+            written = sum(len(list((tmp / "masks").glob("*.png"))) for tmp in temporaries(self.out))
+            if written >= count or self.exported() or self.process.poll() is not None:
+                return written
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the run stalled while refining: {self.stderr_path.read_text()}")
+            time.sleep(0.02)
 
     def exported(self) -> bool:
         return (self.out / CLIP).is_dir()
@@ -163,26 +166,22 @@ def main(argv: list[str] | None = None) -> int:
         write_clip(work / f"{CLIP}.mp4", args.frames, width, height)
 
         options = args.predict_options.split()
-        calibration = Run(work, "calibration", args.workers, options, env)
-        refine_start = calibration.wait_for_refinement()
-        refine_seconds = calibration.wait_for_output() - refine_start
-        code = calibration.wait(timeout=600)
-        if code != 0:
-            raise RuntimeError(f"the full run failed ({code}): {calibration.stderr_path.read_text()}")
-        print(f"clip {args.frames} frames {width}x{height} {args.predict_options}; output after "
-              f"{refine_start + refine_seconds:.1f} s, refinement + export {refine_seconds:.1f} s (from "
-              f"{refine_start:.1f} s); vidseg from {env.get('PYTHONPATH') or 'the installed package'}", flush=True)
-
+        print(f"clip {args.frames} frames {width}x{height} {args.predict_options}; vidseg from "
+              f"{env.get('PYTHONPATH') or 'the installed package'}", flush=True)
+        jitter = np.random.default_rng(0)
         for rep in range(args.reps):
-            delay = (rep + 0.5) / args.reps * refine_seconds
+            # Spread over the frames, then a moment more: stops land between and inside chunks, at every stage.
+            target = int((rep + 0.5) / args.reps * args.frames)
             run = Run(work, f"run{rep:02d}", args.workers, options, env)
-            run.wait_for_refinement()
-            time.sleep(delay)
+            started = run.started + run.wait_for_refinement()
+            masks = run.wait_for_masks(target)
+            time.sleep(jitter.uniform(0.0, 0.5))
+            into = time.monotonic() - started
             if run.process.poll() is not None or run.exported():  # too late: the signal would stop no refinement
                 run.process.wait()
-                rows.append({"rep": rep, "delay_s": round(delay, 2), "finished_before_signal": True,
+                rows.append({"rep": rep, "masks": masks, "finished_before_signal": True,
                              "code": run.process.returncode})
-                print(f"{rep:3d}  delay {delay:6.2f} s  finished before the signal", flush=True)
+                print(f"{rep:3d}  {masks:4d} masks  finished before the signal", flush=True)
                 continue
             os.kill(run.process.pid, signal.SIGTERM)
             signalled = time.monotonic()
@@ -201,7 +200,8 @@ def main(argv: list[str] | None = None) -> int:
                 time.sleep(2)
             if left or code is None:
                 run.kill_session()
-            row = {"rep": rep, "delay_s": round(delay, 2), "exit_s": None if exit_s is None else round(exit_s, 2),
+            row = {"rep": rep, "masks": masks, "into_refinement_s": round(into, 2),
+                   "exit_s": None if exit_s is None else round(exit_s, 2),
                    "all_gone_s": None if gone_s is None else round(gone_s, 2), "code": code, "hung": code is None,
                    "left_over": [f"{p} {s} {c}" for p, s, c in left],
                    "temporary_left": [p.name for p in temporaries(run.out)],
@@ -209,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(row)
             status = "HUNG" if code is None else f"exit {code} after {exit_s:5.2f} s"
             gone = f"all processes gone after {gone_s:5.2f} s" if gone_s is not None else f"{len(left)} left over"
-            print(f"{rep:3d}  delay {delay:6.2f} s  {status}  {gone}"
+            print(f"{rep:3d}  {masks:4d} masks, {into:6.2f} s into refinement  {status}  {gone}"
                   f"{'  temporary folder left' if row['temporary_left'] else ''}", flush=True)
             for line in row["left_over"]:
                 print(f"       {line}")
