@@ -25,7 +25,7 @@ import torch
 
 from vidseg.errors import ConfigError, ModelLoadError, first_line
 from vidseg.maps.readout import check_map_settings
-from vidseg.models.base import Backbone
+from vidseg.models.base import Backbone, StepCallback, TextEmbeddings
 from vidseg.models.hub import model_hint
 
 logger = logging.getLogger(__name__)
@@ -45,6 +45,9 @@ class DiffusersBackbone(Backbone):
 
     vae_class = ""
     text_encoder_class = ""
+    # The family's inverters, with the signatures of vidseg.inversion.invert_ddim and renoise_ddim.
+    invert: Callable[..., tuple[torch.Tensor, float]]
+    renoise: Callable[..., tuple[torch.Tensor, float]]
 
     def __init__(self, source: str, folder: Path, *, device: torch.device, dtype: torch.dtype, offload: bool,
                  vae_tiling: bool, scheduler: Any, transformer_config: dict[str, Any], vae_config: dict[str, Any]):
@@ -113,6 +116,17 @@ class DiffusersBackbone(Backbone):
         if v.height % multiple or v.width % multiple:
             raise ConfigError(f"video size {v.height}x{v.width}: {self.source} needs multiples of {multiple} "
                               f"(VAE and patches), e.g. {self.example_size}")
+
+    @torch.no_grad()
+    def noise_to_readout(self, latents: torch.Tensor, text: TextEmbeddings, inversion: Any, *,
+                         on_step: StepCallback | None = None) -> tuple[torch.Tensor, float]:
+        """Deterministic inversion (``method: ddim``) or the official single noising (``renoise``) to the read-out
+        point, with the family's ``invert`` / ``renoise`` (``vidseg.inversion``)."""
+        if inversion.method == "ddim":
+            return self.invert(lambda z, t: self.predict(z, t, text), self.scheduler, latents,
+                               num_steps=inversion.num_steps, readout_index=inversion.readout_index, on_step=on_step)
+        return self.renoise(self.scheduler, latents, num_steps=inversion.num_steps,
+                            readout_index=inversion.readout_index, seed=inversion.seed)
 
     @property
     def transformer(self) -> Any:

@@ -12,7 +12,7 @@ import torch
 
 from vidseg.errors import ConfigError, ModelLoadError
 from vidseg.inversion import invert_ddim, readout_timestep, renoise_ddim
-from vidseg.models.base import StepCallback, TextEmbeddings
+from vidseg.models.base import TextEmbeddings
 from vidseg.models.components import DiffusersBackbone
 
 logger = logging.getLogger(__name__)
@@ -33,6 +33,8 @@ class CogVideoXBackbone(DiffusersBackbone):
     frame_multiple = 8
     hub_presets = {"THUDM/CogVideoX-2b": "cogvideox-2b", "THUDM/CogVideoX-5b": "cogvideox-5b"}
     parts_module = "vidseg.models.cogvideox.parts"
+    # DDIM inversion (v-prediction) and the official single noising.
+    invert, renoise = staticmethod(invert_ddim), staticmethod(renoise_ddim)
 
     @classmethod
     def preset_for(cls, transformer_config: Mapping[str, Any]) -> str:
@@ -90,16 +92,6 @@ class CogVideoXBackbone(DiffusersBackbone):
     def predict(self, latents: torch.Tensor, timestep: float, text: TextEmbeddings) -> torch.Tensor:
         return predict_velocity(self.transformer, latents.to(self.dtype), int(timestep),
                                 text.prompt_embeds.to(self.device, self.dtype))
-
-    @torch.no_grad()
-    def noise_to_readout(self, latents: torch.Tensor, text: TextEmbeddings, inversion: Any, *,
-                         on_step: StepCallback | None = None) -> tuple[torch.Tensor, int]:
-        """DDIM inversion (``method: ddim``) or the official single noising (``renoise``) to the read-out timestep."""
-        if inversion.method == "ddim":
-            return invert_ddim(lambda z, t: self.predict(z, t, text), self.scheduler, latents,
-                               num_steps=inversion.num_steps, readout_index=inversion.readout_index, on_step=on_step)
-        return renoise_ddim(self.scheduler, latents, num_steps=inversion.num_steps,
-                            readout_index=inversion.readout_index, seed=inversion.seed)
 
     @torch.no_grad()
     def read_maps(self, noisy: torch.Tensor, timestep: float, text: TextEmbeddings, maps: Any,

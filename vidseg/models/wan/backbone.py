@@ -11,7 +11,7 @@ import torch
 
 from vidseg.errors import ConfigError, ModelLoadError
 from vidseg.inversion import flow_grid, invert_flow, renoise_flow
-from vidseg.models.base import StepCallback, TextEmbeddings
+from vidseg.models.base import TextEmbeddings
 from vidseg.models.components import DiffusersBackbone
 
 TEXT_SLOTS = 512  # umT5 prompt length of the Wan pipelines
@@ -55,6 +55,9 @@ class WanBackbone(DiffusersBackbone):
     stage_labels = {"ddim": "flow inversion", "renoise": "renoise"}
     hub_presets = {"Wan-AI/Wan2.1-T2V-1.3B-Diffusers": "wan2.1-1.3b", "Wan-AI/Wan2.1-T2V-14B-Diffusers": "wan2.1-14b"}
     parts_module = "vidseg.models.wan.parts"
+    # Flow-ODE inversion (what ``method: ddim`` means for a flow model) and the official renoise, both to
+    # sigmas[readout_index].
+    invert, renoise = staticmethod(invert_flow), staticmethod(renoise_flow)
 
     @classmethod
     def preset_for(cls, transformer_config: Mapping[str, Any]) -> str:
@@ -123,17 +126,6 @@ class WanBackbone(DiffusersBackbone):
     def predict(self, latents: torch.Tensor, timestep: float, text: TextEmbeddings) -> torch.Tensor:
         return predict_flow(self.transformer, latents.to(self.dtype), timestep,
                             text.prompt_embeds.to(self.device, self.dtype))
-
-    @torch.no_grad()
-    def noise_to_readout(self, latents: torch.Tensor, text: TextEmbeddings, inversion: Any, *,
-                         on_step: StepCallback | None = None) -> tuple[torch.Tensor, float]:
-        """Flow-ODE inversion (what ``method: ddim`` means for a flow model) or the official renoise, both to
-        ``sigmas[readout_index]``."""
-        if inversion.method == "ddim":
-            return invert_flow(lambda z, t: self.predict(z, t, text), self.scheduler, latents,
-                               num_steps=inversion.num_steps, readout_index=inversion.readout_index, on_step=on_step)
-        return renoise_flow(self.scheduler, latents, num_steps=inversion.num_steps,
-                            readout_index=inversion.readout_index, seed=inversion.seed)
 
     @torch.no_grad()
     def read_maps(self, noisy: torch.Tensor, timestep: float, text: TextEmbeddings, maps: Any,
