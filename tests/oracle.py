@@ -11,6 +11,9 @@ patches), and averages the frames of each
 latent frame as the causal VAE groups them (frame 0 alone, then 4k-3 .. 4k). A map is 4 x the share of a token
 that the object covers (0 for a class without a colour, i.e. absent). ``plant`` deliberately breaks it, to show
 that the tests built on it catch such bugs.
+
+Verbs (the motion toy world) are found the same way: the pixels of each object given for the verb, in the frames
+where its mask differs from the previous frame's (it moved or turned; frame 0 of a window takes frame 1's answer).
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ from vidseg.models.base import Backbone, TextEmbeddings
 
 COLOUR_TOLERANCE = 40  # max per-channel difference (RGB levels) from the object's colour; noise sigma is 6
 TOKEN_PIXELS = 8  # the toy model's grid (configs/toy.yaml); CogVideoX's is 16
-PLANTS = (None, "flip", "shift")
+PLANTS = (None, "flip", "shift", "latent-shift", "reverse")
+MOVED_SHARE = 0.05  # an object performs in a frame whose mask differs from the previous one by this share of its area
 
 
 class OracleBackbone(Backbone):
@@ -32,8 +36,10 @@ class OracleBackbone(Backbone):
 
     Args:
         colours: class name -> RGB of its object in the clip; classes not in it are absent (map 0).
-        plant: ``"flip"`` mirrors the maps left-right, ``"shift"`` reads each latent frame one video frame late;
-            None is the correct oracle.
+        verbs: verb -> the RGB of each object that performs it.
+        plant: ``"flip"`` mirrors the maps left-right, ``"shift"`` reads each latent frame one video frame late,
+            ``"latent-shift"`` gives each latent frame the next one's map, ``"reverse"`` reverses the latent frames
+            of every window; None is the correct oracle.
     """
 
     source = "oracle"
@@ -42,10 +48,12 @@ class OracleBackbone(Backbone):
     device = torch.device("cpu")
     dtype = torch.float32
 
-    def __init__(self, colours: dict[str, tuple[int, int, int]], plant: str | None = None):
+    def __init__(self, colours: dict[str, tuple[int, int, int]], plant: str | None = None,
+                 verbs: dict[str, list[tuple[int, int, int]]] | None = None):
         if plant not in PLANTS:
             raise ValueError(f"plant must be one of {PLANTS}")
         self.colours = colours
+        self.verbs = verbs or {}
         self.plant = plant
         self.names: list[str] = []  # concept embeddings carry an index into this list
 
@@ -101,14 +109,35 @@ class OracleBackbone(Backbone):
         if self.plant == "shift":
             groups = [[min(i + 1, T - 1) for i in g] for g in groups]
         out = np.zeros((len(concept_embeds), len(groups), h, w), dtype=np.float32)
+        def colour_mask(colour: tuple[int, int, int]) -> np.ndarray:  # [T, H, W]
+            return np.abs(rgb - np.asarray(colour, dtype=np.float32)).max(axis=-1) < COLOUR_TOLERANCE
+
         for c, code in enumerate(concept_embeds[:, 0].long().tolist()):
-            colour = self.colours.get(self.names[code])
-            if colour is None:
+            name = self.names[code]
+            if name in self.verbs:
+                mask = np.zeros((T, H, W), dtype=bool)
+                for colour in self.verbs[name]:
+                    mask |= performing(colour_mask(colour))
+            elif name in self.colours:
+                mask = colour_mask(self.colours[name])
+            else:
                 continue
-            mask = (np.abs(rgb - np.asarray(colour, dtype=np.float32)).max(axis=-1) < COLOUR_TOLERANCE)
             cells = mask.reshape(T, h, TOKEN_PIXELS, w, TOKEN_PIXELS).mean(axis=(2, 4))  # [T, h, w]
             out[c] = 4.0 * np.stack([cells[g].mean(axis=0) for g in groups])
         maps_out = torch.from_numpy(out)
         if self.plant == "flip":
             maps_out = maps_out.flip(-1)
+        elif self.plant == "latent-shift":
+            maps_out = torch.cat([maps_out[:, 1:], maps_out[:, -1:]], dim=1)
+        elif self.plant == "reverse":
+            maps_out = maps_out.flip(1)
         return {kind: maps_out for kind in kinds}
+
+
+def performing(mask: np.ndarray) -> np.ndarray:
+    """``mask`` ``[T, H, W]`` (one object) kept in the frames where it differs from the previous frame's by more
+    than ``MOVED_SHARE`` of the object's area; frame 0 takes frame 1's answer."""
+    area = max(float(mask.sum(axis=(1, 2)).max()), 1.0)
+    changed = (mask[1:] != mask[:-1]).sum(axis=(1, 2)) > MOVED_SHARE * area
+    moving = np.concatenate([changed[:1], changed]) if len(changed) else np.zeros(1, dtype=bool)
+    return mask & moving[:, None, None]

@@ -57,12 +57,15 @@ from vidseg.models.cogvideox.capture import concept_stream_attention, read_conce
 from vidseg.models.cogvideox.parts import build_tiny_pipeline  # noqa: E402
 from vidseg.models.text import default_prompt  # noqa: E402
 from vidseg.models.tiny import TOY_SPEC, save_small_pipeline  # noqa: E402
-from vidseg.toyworld import SHAPES, render_clip  # noqa: E402
+from vidseg.toyworld import SHAPES, VERBS, render_clip, render_motion_clip  # noqa: E402
 from vidseg.video.sample import fit_frames  # noqa: E402
 
 TRAIN_SEED0 = 1_000_000  # training clips use seeds TRAIN_SEED0 + i; evaluation uses seeds below it
 FRAME_SEED0 = 2_000_000  # single training frames use seeds FRAME_SEED0 + i
+MOTION_SEED0 = 3_000_000  # motion training clips use motion seeds MOTION_SEED0 + i
 VAL_SEED0 = 500_000  # validation clips (tools/toy_bench.py scores seeds 0..N-1, so model choice never sees them)
+MOTION_CLIP_FRAMES = 24  # motion training windows are cut from clips this long, so a window may hold a verb's
+                         # start, its end, all of it or none of it
 WARMUP_STEPS = 100
 AUX_MAX_T = 400  # the grounding losses apply up to this timestep (configs/toy.yaml reads out below it)
 COUNT_P = [0.2, 0.4, 0.4]  # objects per training batch: identity is learnt where a distractor is
@@ -173,14 +176,26 @@ class GroundingReader:
         return float(torch.stack(self.token_hits).mean())
 
 
-def token_coverage(labels: np.ndarray, grid: tuple[int, int, int]) -> np.ndarray:
-    """``[F, P, 1 + shapes]`` share of each token covered by each label, over the frames each latent frame covers.
+class SlotGroups:
+    """Hands each reader the map layers' tensors restricted to its slots: nouns and verbs overlap (a sliding square
+    is both), so each group is its own decision among its slots and the padding slot."""
+
+    def __init__(self, groups: list[tuple[GroundingReader, list[int]]]):
+        self.groups = groups
+
+    def add_layer(self, layer: LayerTensors) -> None:
+        for reader, slots in self.groups:
+            reader.add_layer(LayerTensors(layer.video_outputs, layer.video_queries, layer.concept_keys[:, :, slots]))
+
+
+def token_coverage(labels: np.ndarray, grid: tuple[int, int, int], num_labels: int = 1 + len(SHAPES)) -> np.ndarray:
+    """``[F, P, num_labels]`` share of each token covered by each label, over the frames each latent frame covers.
 
     Latent frame 0 is video frame 0; latent frame k >= 1 covers frames 4k-3 .. 4k (the causal VAE).
     """
     F_, h, w = grid
     T, H, W = labels.shape
-    onehot = np.eye(1 + len(SHAPES), dtype=np.float32)[labels]  # [T, H, W, K]
+    onehot = np.eye(num_labels, dtype=np.float32)[labels]  # [T, H, W, K]
     cells = onehot.reshape(T, h, H // h, w, W // w, -1).mean(axis=(2, 4))  # [T, h, w, K]
     groups = [[0]] + [list(range(4 * k - 3, 4 * k + 1)) for k in range(1, F_)]
     return np.stack([cells[g].mean(axis=0).reshape(h * w, -1) for g in groups])
@@ -207,18 +222,54 @@ def build_pool(pipeline, count: int, num_frames: int, seed0: int, log) -> dict:
             "objects": objects, "captions": captions, "grid": grid}
 
 
+def verb_labels(clip, frames: slice) -> np.ndarray:
+    """``[T, H, W]`` uint8: 0 where nothing performs a verb, 1 + index into ``VERBS`` where an object performs it."""
+    labels = np.zeros(clip.labels[frames].shape, dtype=np.uint8)
+    for verb, truth in clip.verbs.items():
+        labels[truth[frames]] = VERBS.index(verb) + 1
+    return labels
+
+
+def build_motion_pool(pipeline, count: int, num_frames: int, seed0: int, log) -> dict:
+    """Render and encode ``count`` windows of ``num_frames`` frames cut from motion clips of ``MOTION_CLIP_FRAMES``
+    (1, 2 and 3 objects in turn), with the noun and the verb coverage of every token."""
+    spec = TOY_SPEC
+    latents, coverage, verb_coverage, objects, verbs, captions = [], [], [], [], [], []
+    start = time.time()
+    for i in range(count):
+        clip = render_motion_clip(seed0 + i, num_frames=MOTION_CLIP_FRAMES, height=spec.height, width=spec.width,
+                                  num_objects=i % 3 + 1)
+        offset = (7 * i) % (MOTION_CLIP_FRAMES - num_frames + 1)
+        window = slice(offset, offset + num_frames)
+        encoded = encode_frames(pipeline.vae, fit_frames(clip.frames[window], spec.height, spec.width)[0])
+        grid = token_grid(pipeline.transformer.config, encoded)
+        latents.append(encoded[0])
+        coverage.append(token_coverage(clip.labels[window], grid))
+        verb_coverage.append(token_coverage(verb_labels(clip, window), grid, 1 + len(VERBS)))
+        objects.append([SHAPES.index(s) for s in clip.classes])
+        verbs.append([VERBS.index(v) for v in clip.verb_names])
+        captions.append(f"A video of {clip.caption}.")
+        if (i + 1) % 500 == 0:
+            log(f"pool: {i + 1}/{count} motion windows ({time.time() - start:.0f} s)")
+    return {"latents": torch.stack(latents), "coverage": torch.from_numpy(np.stack(coverage)),
+            "verb_coverage": torch.from_numpy(np.stack(verb_coverage)), "objects": objects, "verbs": verbs,
+            "captions": captions, "grid": grid}
+
+
 def load_or_build_pool(pipeline, count: int, num_frames: int, seed0: int, cache_dir: Path | None, seed: int,
-                       log) -> dict:
+                       log, motion: bool = False) -> dict:
     """The encoded pool is a pure function of (seeds, size, the VAE's weights): cached so a rerun starts at once,
     under a name with a fingerprint of the VAE's weights and scaling factor."""
     digest = hashlib.sha256(str(pipeline.vae.config.scaling_factor).encode())
     for tensor in pipeline.vae.encoder.state_dict().values():
         digest.update(tensor.float().numpy().tobytes())
-    cache = cache_dir / f"toy-pool-{seed}-{count}x{num_frames}-{digest.hexdigest()[:10]}.pt" if cache_dir else None
+    name = f"toy-{'motion-' if motion else ''}pool-{seed}-{count}x{num_frames}-{digest.hexdigest()[:10]}.pt"
+    cache = cache_dir / name if cache_dir else None
     if cache is not None and cache.is_file():
-        log(f"pool: {count} clips of {num_frames} frames from {cache}")
+        log(f"pool: {count} {'motion windows' if motion else 'clips'} of {num_frames} frames from {cache}")
         return torch.load(cache)
-    pool = build_pool(pipeline, count, num_frames, seed0, log)
+    build = build_motion_pool if motion else build_pool
+    pool = build(pipeline, count, num_frames, seed0, log)
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
         torch.save(pool, cache)
@@ -237,18 +288,12 @@ def validate(pipeline, clips: list, config, encode) -> dict:
     ``clips``: (latents ``[1, F, C, h, w]``, classes, token labels ``[F, P]`` with 0 background and i the i-th
     class).
     """
-    transformer, inv, maps = pipeline.transformer, config.inversion, config.maps
+    transformer = pipeline.transformer
     was_training = transformer.training
     transformer.eval()
     per_clip, per_class, claimed, recalled = [], {s: [] for s in SHAPES}, [], []
-    device = next(transformer.parameters()).device
     for latents, classes, truth in clips:
-        prompt, concepts = (x.to(device) for x in encode(default_prompt(classes), classes))
-        latents = latents.to(device)
-        noisy, t = invert_ddim(lambda x, step: predict_velocity(transformer, x, step, prompt), pipeline.scheduler,
-                               latents, num_steps=inv.num_steps, readout_index=inv.readout_index)
-        z = read_concept_maps(transformer, noisy, t, prompt, concepts, kinds=(maps.kind,), layers=maps.layers,
-                              top_k_heads=maps.top_k_heads, concept_slots=maps.concept_slots)[maps.kind].flatten(2)
+        z = token_maps(pipeline, latents, classes, config, encode)
         predicted = torch.where(z.max(0).values > 0, z.argmax(0) + 1, 0).numpy()
         ious = []
         for i, name in enumerate(classes, start=1):
@@ -262,6 +307,49 @@ def validate(pipeline, clips: list, config, encode) -> dict:
     return {"val_token_miou": float(np.mean(per_clip)),
             "val_per_class": {s: round(float(np.mean(v)), 4) for s, v in per_class.items() if v},
             "val_background_claimed": float(np.mean(claimed)), "val_objects_right": float(np.mean(recalled))}
+
+
+def token_maps(pipeline, latents: torch.Tensor, concepts: list[str], config, encode) -> torch.Tensor:
+    """The read-out of ``config`` (DDIM inversion, then the maps) on one window: ``[C, F, P]``."""
+    transformer, inv, maps = pipeline.transformer, config.inversion, config.maps
+    device = next(transformer.parameters()).device
+    prompt, concept_embeds = (x.to(device) for x in encode(default_prompt(concepts), concepts))
+    noisy, t = invert_ddim(lambda x, step: predict_velocity(transformer, x, step, prompt), pipeline.scheduler,
+                           latents.to(device), num_steps=inv.num_steps, readout_index=inv.readout_index)
+    return read_concept_maps(transformer, noisy, t, prompt, concept_embeds, kinds=(maps.kind,), layers=maps.layers,
+                             top_k_heads=maps.top_k_heads, concept_slots=maps.concept_slots)[maps.kind].flatten(2)
+
+
+@torch.no_grad()
+def validate_motion(pipeline, windows: list, config, encode) -> dict:
+    """Per verb, the token IoU over held-out motion windows of where its map is positive against where it is
+    performed (the tokens it covers most of), read with every noun and verb of the clip as concepts."""
+    transformer = pipeline.transformer
+    was_training = transformer.training
+    transformer.eval()
+    inter, union = {v: 0.0 for v in VERBS}, {v: 0.0 for v in VERBS}
+    for latents, classes, verbs, truth in windows:
+        z = token_maps(pipeline, latents, classes + verbs, config, encode)
+        for i, verb in enumerate(verbs):
+            inside, chosen = truth == VERBS.index(verb) + 1, (z[len(classes) + i] > 0).cpu().numpy()
+            inter[verb] += float((inside & chosen).sum())
+            union[verb] += float((inside | chosen).sum())
+    transformer.train(was_training)
+    return {f"val_{v}_token_iou": round(inter[v] / union[v], 4) for v in VERBS if union[v]}
+
+
+def motion_validation_windows(pipeline, count: int) -> list:
+    """``count`` held-out motion windows for ``validate_motion``: latents, nouns, verbs and token verb labels."""
+    spec, windows = TOY_SPEC, []
+    for seed in range(VAL_SEED0, VAL_SEED0 + count):
+        clip = render_motion_clip(seed, num_frames=MOTION_CLIP_FRAMES, height=spec.height, width=spec.width)
+        offset = seed % (MOTION_CLIP_FRAMES - spec.num_frames + 1)
+        window = slice(offset, offset + spec.num_frames)
+        latents = encode_frames(pipeline.vae, fit_frames(clip.frames[window], spec.height, spec.width)[0])
+        coverage = token_coverage(verb_labels(clip, window), token_grid(pipeline.transformer.config, latents),
+                                  1 + len(VERBS))
+        windows.append((latents, clip.classes, clip.verb_names, coverage.argmax(-1)))
+    return windows
 
 
 def validation_clips(pipeline, count: int) -> list:
@@ -334,6 +422,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="token weights of the read-out's decision losses (GroundingReader)")
     parser.add_argument("--val-clips", type=int, default=8, help="held-out clips scored through the read-out at "
                                                                   "every save (0: none)")
+    parser.add_argument("--init", type=Path, default=None, help="start from this model folder's transformer (e.g. a "
+                                                                "finished noun run, to add the verbs)")
+    parser.add_argument("--motion-p", type=float, default=0.0, help="share of steps on motion windows (nouns and "
+                                                                    "verbs as concepts); 0: the noun-only recipe")
+    parser.add_argument("--motion-pool", type=int, default=1500, help="motion training windows (9 frames)")
     args = parser.parse_args(argv)
 
     torch.set_num_threads(args.threads)
@@ -373,29 +466,46 @@ def main(argv: list[str] | None = None) -> int:
                                             args.seed, log),
                  "frame": load_or_build_pool(pipeline, args.frame_pool, 1, FRAME_SEED0, args.pool_cache,
                                              args.seed, log)}
+        if args.motion_p > 0:
+            pools["motion"] = load_or_build_pool(pipeline, args.motion_pool, spec.num_frames, MOTION_SEED0,
+                                                 args.pool_cache, args.seed, log, motion=True)
 
         def encode(prompt: str, classes: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
             return t5_embeddings(pipeline.tokenizer, pipeline.text_encoder, prompt, classes, text_len=text_len)
 
-        _, concept_table = encode("", list(SHAPES))  # [4, D]: each shape name's first token
+        # [4, D] each shape name's first token (then, for motion runs, each verb's)
+        _, concept_table = encode("", list(SHAPES) + (list(VERBS) if args.motion_p > 0 else []))
         empty = encode("", [])[0][0]
         prompts = {}  # (colour caption, vidseg's default prompt) per distinct caption
         for pool in pools.values():
-            for caption, objs in zip(pool["captions"], pool["objects"]):
+            for i, (caption, objs) in enumerate(zip(pool["captions"], pool["objects"])):
                 if caption not in prompts:
-                    prompts[caption] = (encode(caption, [])[0][0], encode(default_prompt([SHAPES[o] for o in objs]),
-                                                                          [])[0][0])
+                    concepts = [SHAPES[o] for o in objs] + [VERBS[v] for v in pool.get("verbs", [[]] * (i + 1))[i]]
+                    prompts[caption] = (encode(caption, [])[0][0], encode(default_prompt(concepts), [])[0][0])
         val_clips = validation_clips(pipeline, args.val_clips)
+        val_motion = motion_validation_windows(pipeline, args.val_clips) if args.motion_p > 0 else []
     preset = load_config(spec.preset)
-    by_count = {kind: {n: [i for i, objs in enumerate(pool["objects"]) if len(objs) == n] for n in (1, 2, 3)}
-                for kind, pool in pools.items()}
+    # Clips of a batch share their number of objects (and of verbs), so their concept slots stack.
+    by_count = {kind: {} for kind in pools}
+    for kind, pool in pools.items():
+        for i, objs in enumerate(pool["objects"]):
+            key = (len(objs), len(pool["verbs"][i])) if kind == "motion" else len(objs)
+            by_count[kind].setdefault(key, []).append(i)
 
     device = torch.device(args.device)
     alphas = scheduler.alphas_cumprod.float()
     transformer.to(device).train()
+    if args.init is not None:
+        from safetensors.torch import load_file
+
+        transformer.load_state_dict(load_file(args.init / "transformer" / "diffusion_pytorch_model.safetensors"))
+        log(f"started from {args.init}'s transformer")
     probe = TokenProbe(transformer, 1 + len(SHAPES)).to(device)
-    optimizer = torch.optim.AdamW([*transformer.parameters(), *probe.heads.parameters()], lr=args.lr,
-                                  weight_decay=0.01)
+    trained = [*transformer.parameters(), *probe.heads.parameters()]
+    motion_probe = TokenProbe(transformer, 1 + len(VERBS)).to(device) if args.motion_p > 0 else None
+    if motion_probe is not None:
+        trained += list(motion_probe.heads.parameters())
+    optimizer = torch.optim.AdamW(trained, lr=args.lr, weight_decay=0.01)
     # Warm-up, then constant until the last --decay-steps: before those the model after N steps does not depend on
     # --steps, so a constant-rate run can be stopped, resumed with a decay added, and still be reproduced by one
     # run of the final arguments.
@@ -408,6 +518,8 @@ def main(argv: list[str] | None = None) -> int:
     if state is not None:
         transformer.load_state_dict(state["transformer"])
         probe.heads.load_state_dict(state["probe"])
+        if motion_probe is not None:
+            motion_probe.heads.load_state_dict(state["motion_probe"])
         optimizer.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["schedule"])
         rng.bit_generator.state = state["rng"]
@@ -416,11 +528,17 @@ def main(argv: list[str] | None = None) -> int:
         log(f"resumed from {state_file} at step {state['step']}")
     start = time.time()
     for step in range(first, args.steps + 1):
-        kind = "frame" if rng.random() < FRAME_P else "clip"
+        motion = args.motion_p > 0 and rng.random() < args.motion_p  # no draw at all for the noun-only recipe
+        kind = "motion" if motion else "frame" if rng.random() < FRAME_P else "clip"
         pool, size = pools[kind], args.frame_batch if kind == "frame" else args.batch
         grid = tuple(pool["grid"])
-        count = int(rng.choice([1, 2, 3], p=COUNT_P))
-        batch = rng.choice(by_count[kind][count], size=size, replace=len(by_count[kind][count]) < size)
+        if motion:  # the (objects, verbs) of a random window, then a batch of windows alike
+            pick = int(rng.integers(len(pool["objects"])))
+            key = (len(pool["objects"][pick]), len(pool["verbs"][pick]))
+            count = key[0]
+        else:
+            key = count = int(rng.choice([1, 2, 3], p=COUNT_P))
+        batch = rng.choice(by_count[kind][key], size=size, replace=len(by_count[kind][key]) < size)
         x0 = pool["latents"][batch]  # [B, F, C, h, w]
         t = np.where(rng.random(size) < 0.5, rng.integers(0, 1000, size), rng.integers(0, AUX_MAX_T + 1, size))
         t = torch.from_numpy(t).long()
@@ -442,9 +560,22 @@ def main(argv: list[str] | None = None) -> int:
         cov = pool["coverage"][batch]  # [B, F, P, 1 + shapes]
         targets = torch.stack([torch.cat([cov[b, :, :, torch.as_tensor(o) + 1], cov[b, :, :, :1]], dim=-1)
                                for b, o in enumerate(order)]).permute(0, 3, 1, 2)  # [B, C + 1, F, P]
-        reader = GroundingReader(targets.to(device), (t <= AUX_MAX_T).float().to(device), grid,
-                                 args.decision_weights)
-        with concept_stream_attention(transformer, concepts, grid, layers=layers, top_k_heads=1, reader=reader):
+        aux_weight = (t <= AUX_MAX_T).float().to(device)
+        reader = GroundingReader(targets.to(device), aux_weight, grid, args.decision_weights)
+        stream_reader, verb_reader = reader, None
+        if motion:  # slots: the nouns, then the verbs (each batch in its own random order), then the padding slot
+            verb_order = [rng.permutation(pool["verbs"][int(i)]) for i in batch]
+            verb_concepts = torch.stack([concept_table[len(SHAPES) + torch.as_tensor(v)] for v in verb_order])
+            concepts = torch.cat([concepts, verb_concepts.to(device)], dim=1)
+            vcov = pool["verb_coverage"][batch]  # [B, F, P, 1 + verbs]
+            verb_targets = torch.stack([torch.cat([vcov[b, :, :, torch.as_tensor(v) + 1], vcov[b, :, :, :1]], dim=-1)
+                                        for b, v in enumerate(verb_order)]).permute(0, 3, 1, 2)
+            verb_reader = GroundingReader(verb_targets.to(device), aux_weight, grid, args.decision_weights)
+            nouns, verbs = count, len(verb_order[0])
+            stream_reader = SlotGroups([(reader, [*range(nouns), nouns + verbs]),
+                                        (verb_reader, [*range(nouns, nouns + verbs), nouns + verbs])])
+        with concept_stream_attention(transformer, concepts, grid, layers=layers, top_k_heads=1,
+                                      reader=stream_reader):
             # Per-clip timesteps, so the transformer is called directly (the 2B-like toy model has no RoPE).
             v = transformer(hidden_states=noisy, encoder_hidden_states=prompt, timestep=t.to(device),
                             return_dict=False)[0]
@@ -453,6 +584,10 @@ def main(argv: list[str] | None = None) -> int:
         probe_labels = cov.argmax(-1).flatten(1).to(device)  # [B, F * P]
         probe_loss, probe_accuracy = probe.loss(probe_labels, reader.balanced_w.flatten(1))
         aux = reader.loss() + probe_loss
+        if verb_reader is not None:
+            verb_probe_loss, _ = motion_probe.loss(vcov.argmax(-1).flatten(1).to(device),
+                                                   verb_reader.balanced_w.flatten(1))
+            aux = aux + verb_reader.loss() + verb_probe_loss
         loss = v_loss + args.aux_weight * aux
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -466,7 +601,9 @@ def main(argv: list[str] | None = None) -> int:
         if step % 25 == 0 or step == first:
             log(f"step {step}/{args.steps} {kind:5}  v {v_loss.item():.4f}  aux {aux.item():.4f}  "
                 f"pointing {reader.pointing():.3f}  tokens {reader.token_accuracy():.3f}  "
-                f"probe {probe_accuracy:.3f}  {seconds / step:.2f} s/step",
+                f"probe {probe_accuracy:.3f}"
+                + (f"  verb pointing {verb_reader.pointing():.3f}" if verb_reader is not None else "")
+                + f"  {seconds / step:.2f} s/step",
                 step=step, kind=kind, v_loss=v_loss.item(), aux=aux.item(), pointing=reader.pointing(),
                 token_accuracy=reader.token_accuracy(), probe_accuracy=probe_accuracy, count=count, seconds=seconds)
         if step % args.save_every == 0 or step == args.steps:
@@ -478,13 +615,19 @@ def main(argv: list[str] | None = None) -> int:
             torch.save({"transformer": transformer.state_dict(), "probe": probe.heads.state_dict(),
                         "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
                         "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(), "step": step,
-                        "seconds": seconds}, state_file.with_suffix(".tmp"))
+                        "seconds": seconds,
+                        **({"motion_probe": motion_probe.heads.state_dict()} if motion_probe is not None else {})},
+                       state_file.with_suffix(".tmp"))
             state_file.with_suffix(".tmp").replace(state_file)
             if val_clips:
                 val = validate(pipeline, val_clips, preset, encode)
                 log(f"step {step}: held-out token mIoU {val['val_token_miou']:.3f} through the read-out "
                     f"({', '.join(f'{k} {v:.2f}' for k, v in val['val_per_class'].items())}); background claimed "
                     f"{val['val_background_claimed']:.3f}, object tokens right {val['val_objects_right']:.3f}",
+                    step=step, **val)
+            if val_motion:
+                val = validate_motion(pipeline, val_motion, preset, encode)
+                log(f"step {step}: held-out verb token IoU " + ", ".join(f"{k} {v:.3f}" for k, v in val.items()),
                     step=step, **val)
             log(f"saved {args.out} at step {step}")
     return 0

@@ -175,6 +175,21 @@ class ExportConfig:
 
 
 @dataclass
+class LocalizeConfig:
+    """Where and when each concept is present (``vidseg localize``): see ``vidseg.localize``."""
+
+    # A frame's strength: the concept's probability against the background (probs.*) averaged over its most salient
+    # share of tokens (at least one).
+    peak_share: float = 0.02
+    threshold: float = setting(0.5, "--threshold", "A concept is active in the frames where its strength (its peak "
+                                                   "probability against the background, 0-1) exceeds this. "
+                                                   "Default: 0.5.")
+    min_active_s: float = setting(0.0, "--min-active", "Drop active runs shorter than this many seconds. Default: 0.")
+    max_gap_s: float = setting(0.0, "--max-gap", "Fill inactive gaps shorter than this many seconds between active "
+                                                 "runs. Default: 0.")
+
+
+@dataclass
 class VidsegConfig:
     video: VideoConfig = field(default_factory=VideoConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -184,6 +199,7 @@ class VidsegConfig:
     upsample: UpsampleConfig = field(default_factory=UpsampleConfig)
     crf: CrfConfig = field(default_factory=CrfConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
+    localize: LocalizeConfig = field(default_factory=LocalizeConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -228,6 +244,14 @@ class VidsegConfig:
         if not 0 <= crf.temporal_overlap < crf.temporal_window:
             raise ConfigError(f"crf.temporal_overlap is {crf.temporal_overlap}; it must be in "
                               f"[0, {crf.temporal_window}) (crf.temporal_window)")
+        loc = self.localize
+        if not 0 < loc.peak_share <= 1:
+            raise ConfigError(f"localize.peak_share is {loc.peak_share}; it must be in (0, 1]")
+        if not 0 <= loc.threshold < 1:
+            raise ConfigError(f"localize.threshold is {loc.threshold}; it must be in [0, 1), e.g. 0.5")
+        if loc.min_active_s < 0 or loc.max_gap_s < 0:
+            raise ConfigError(f"localize.min_active_s ({loc.min_active_s}) and max_gap_s ({loc.max_gap_s}) must be "
+                              f">= 0 seconds")
         if self.upsample.method == "anyup" and not self.upsample.anyup_checkpoint:
             raise ConfigError("upsample.method is anyup but no checkpoint was given; pass --anyup-checkpoint PATH")
 

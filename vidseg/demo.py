@@ -95,7 +95,7 @@ class DemoJobs:
         from vidseg.errors import ConfigError
         from vidseg.export import HEATMAP_FILE, MASKS_DIR, OVERLAY_FILE, SALIENCY_FILE
         from vidseg.export.summary import ClassSummary
-        from vidseg.pipeline import check_classes
+        from vidseg.models.text import check_classes
 
         if not video:
             raise ConfigError("no video: upload one first")

@@ -16,7 +16,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -26,26 +26,15 @@ from vidseg.config import VidsegConfig
 from vidseg.errors import ConfigError, VidsegError
 from vidseg.export import run as export_run
 from vidseg.models.base import TextEmbeddings
+from vidseg.models.text import check_classes
 from vidseg.progress import CancellableProgress, NoProgress, Progress
 from vidseg.result import SaliencyResult
 
+if TYPE_CHECKING:
+    from vidseg.localize import Localization
+
 # (prompt, classes) -> their embeddings, as the backbone encoded them
 TextCache = dict[tuple[str, tuple[str, ...]], TextEmbeddings]
-
-
-def check_classes(classes: Sequence[str]) -> list[str]:
-    """Strip class names and reject empty lists, blank names and duplicates with one clear line."""
-    names = [c.strip() for c in classes]
-    if not names:
-        raise ConfigError("no classes given; pass the names to segment, e.g. --classes person dog")
-    if any(not n for n in names):
-        raise ConfigError("a class name is blank; pass non-empty names, e.g. --classes person dog")
-    seen: set[str] = set()
-    for n in names:
-        if n.lower() in seen:
-            raise ConfigError(f"class {n!r} is given twice; list each class once")
-        seen.add(n.lower())
-    return names
 
 
 class VideoSegmenter:
@@ -135,9 +124,13 @@ class VideoSegmenter:
 
     @torch.inference_mode()
     def compute_saliency(
-        self, video: str | Path, classes: Sequence[str], *, progress: Progress | None = None
+        self, video: str | Path, classes: Sequence[str], *, progress: Progress | None = None,
+        kinds: Sequence[str] = (),
     ) -> SaliencyResult:
-        """Run the model on every window of ``video`` and return the class saliency per sampled frame."""
+        """Run the model on every window of ``video`` and return the class saliency per sampled frame.
+
+        ``kinds``: map kinds to read in the same pass besides ``config.maps.kind`` (e.g. every kind the backbone
+        offers, for the MeViS layout); they are kept in ``window_maps_by_kind``."""
         from vidseg.video.read import open_video
         from vidseg.video.sample import blend_windows, plan_sampling
 
@@ -145,6 +138,11 @@ class VideoSegmenter:
         cfg = self.config
         classes = check_classes(classes)
         self.model.check_settings(self.config, classes)
+        kinds = tuple(dict.fromkeys((cfg.maps.kind, *kinds)))
+        unknown = [k for k in kinds if k not in self.model.map_kinds]
+        if unknown:
+            raise ConfigError(f"{self.model.display_name} cannot read the map kind {unknown[0]!r}; it reads "
+                              f"{', '.join(self.model.map_kinds)}")
         seconds: dict[str, float] = {}
         prompt = self.prompt_for(classes)
         with _timed(seconds, "text"):
@@ -159,7 +157,7 @@ class VideoSegmenter:
                 window_frames=cfg.video.num_frames, window_overlap=cfg.video.window_overlap,
                 timestamps=info.timestamps,
             )
-            window_maps: list[torch.Tensor] = []
+            by_kind: dict[str, list[torch.Tensor]] = {k: [] for k in kinds}
             for w, window in enumerate(plan.windows):
                 tag = f"window {w + 1}/{len(plan.windows)}" if len(plan.windows) > 1 else "video"
                 with _timed(seconds, "decode"):
@@ -167,11 +165,14 @@ class VideoSegmenter:
                     frames = reader.read(plan.sampled_frames[window])
                     progress.finish()
                 maps, valid_box, timestep = self.window_saliency(frames, text, progress=progress, tag=tag,
-                                                                 seconds=seconds)
-                window_maps.append(maps)
+                                                                 seconds=seconds, kinds=kinds)
+                for kind in kinds:
+                    by_kind[kind].append(maps[kind])
+        window_maps = by_kind[cfg.maps.kind]
         return SaliencyResult(
             source=Path(video), classes=classes, prompt=prompt, info=info, plan=plan, window_maps=window_maps,
             sampled=blend_windows(plan, window_maps), valid_box=valid_box, timestep=timestep, seconds=seconds,
+            kind=cfg.maps.kind, window_maps_by_kind=by_kind,
         )
 
     def iter_saliency(
@@ -218,11 +219,12 @@ class VideoSegmenter:
         progress: Progress | None = None,
         tag: str = "video",
         seconds: dict[str, float] | None = None,
-    ) -> tuple[torch.Tensor, tuple[int, int, int, int], float]:
+        kinds: Sequence[str] = (),
+    ) -> tuple[dict[str, torch.Tensor], tuple[int, int, int, int], float]:
         """The model pass on one window: frames uint8 ``[num_frames, H, W, 3]`` → VAE → inversion → maps.
 
-        Returns the configured map ``[C, F_lat, h, w]`` (cropped to the valid region for ``resize: pad``), the valid
-        box in model pixels and the read-out timestep.
+        Returns the maps of ``config.maps.kind`` and of ``kinds``, each ``[C, F_lat, h, w]`` (cropped to the valid
+        region for ``resize: pad``), the valid box in model pixels and the read-out timestep.
         """
         from vidseg.video.sample import crop_to_valid, fit_frames
 
@@ -240,12 +242,14 @@ class VideoSegmenter:
             progress.finish()
         with _timed(seconds, "maps"):
             progress.start(f"read maps {tag}")
-            maps = model.read_maps(noisy, timestep, text, cfg.maps, kinds=(cfg.maps.kind,))[cfg.maps.kind]
+            read = model.read_maps(noisy, timestep, text, cfg.maps, kinds=tuple(dict.fromkeys((cfg.maps.kind, *kinds))))
             progress.finish()
-        if not torch.isfinite(maps).all():
-            raise VidsegError(f"the model produced non-finite maps (NaN or infinity) at {tag}; with --dtype float16 "
-                              f"try bfloat16 or float32, else the weights may be broken")
-        return crop_to_valid(maps, valid_box, cfg.video.height, cfg.video.width), valid_box, timestep
+        for maps in read.values():
+            if not torch.isfinite(maps).all():
+                raise VidsegError(f"the model produced non-finite maps (NaN or infinity) at {tag}; with --dtype "
+                                  f"float16 try bfloat16 or float32, else the weights may be broken")
+        read = {k: crop_to_valid(m, valid_box, cfg.video.height, cfg.video.width) for k, m in read.items()}
+        return read, valid_box, timestep
 
     # -- post-processing ----------------------------------------------------------------------------------------
 
@@ -287,6 +291,41 @@ class VideoSegmenter:
             if isinstance(result, Exception):
                 raise result
             yield self.export_labels(result, Path(out_dir) / Path(videos[i]).stem, progress=progress)
+
+    # -- where and when (vidseg localize) -----------------------------------------------------------------------
+
+    def localize_video(self, video: str | Path, concepts: Sequence[str], *,
+                       progress: Progress | None = None, kinds: Sequence[str] = ()) -> "Localization":
+        """Where and when each concept (nouns and verbs alike) is present in ``video``, in memory: the model pass,
+        then ``vidseg.localize.localize`` with the segmenter's config. ``kinds``: see ``compute_saliency``."""
+        from vidseg.localize import check_concepts, localize
+
+        result = self.compute_saliency(video, check_concepts(concepts), progress=progress, kinds=kinds)
+        return localize(result, self.config)
+
+    def export_localization(self, localization: "Localization", out_dir: str | Path, *,
+                            also: Any = None) -> Path:
+        """Write ``localization``'s folder (``vidseg.export.localization.export_localization``)."""
+        from vidseg.export.localization import export_localization
+
+        return export_localization(localization, out_dir, self.config, model_name=str(self.model.source),
+                                   also=also)
+
+    def localize(self, videos: Sequence[str | Path], concepts: Sequence[str], out_dir: str | Path, *,
+                 progress: Progress | None = None) -> Iterator[Path]:
+        """``localize_video`` then ``export_localization`` for each video into ``out_dir/<video stem>/``; yields
+        each folder when done (the next video's model pass runs while the current one is written)."""
+        from vidseg.localize import check_concepts, localize
+
+        progress = progress or NoProgress()
+        names = check_concepts(concepts)
+        for i, result in self.iter_saliency([(v, names) for v in videos], progress=progress):
+            if isinstance(result, Exception):
+                raise result
+            progress.start(f"masks {Path(videos[i]).name}")
+            folder = self.export_localization(localize(result, self.config), Path(out_dir) / Path(videos[i]).stem)
+            progress.finish()
+            yield folder
 
 
 @contextmanager

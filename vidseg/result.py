@@ -31,6 +31,9 @@ class SaliencyResult:
         valid_box: ``(top, left, bottom, right)`` of the video inside the model frame (``resize: pad``).
         timestep: the read-out timestep (CogVideoX: the integer t; Wan: sigma * 1000).
         seconds: time spent per stage of the model pass.
+        kind: the map kind of ``window_maps`` (``maps.kind``).
+        window_maps_by_kind: every map kind read in the pass (``kind`` included), window by window; in memory only
+            (``saliency.npz`` keeps ``window_maps``).
     """
 
     source: Path
@@ -43,6 +46,8 @@ class SaliencyResult:
     valid_box: tuple[int, int, int, int]
     timestep: float
     seconds: dict[str, float] = field(default_factory=dict)
+    kind: str = ""
+    window_maps_by_kind: dict[str, list[torch.Tensor]] = field(default_factory=dict)
 
     def at_frames(self, frame_indices: Sequence[int] | np.ndarray) -> torch.Tensor:
         """Saliency of original frames ``frame_indices`` [T], interpolated linearly between the nearest sampled

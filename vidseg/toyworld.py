@@ -6,11 +6,19 @@ identifies the shape. Sizes and speeds are given at a 128-pixel frame height and
 the height, constant velocity of 2-7 px per frame, reflected at the borders; each polygon keeps a random rotation,
 and later objects are drawn over earlier ones. The background is a two-colour linear gradient at a random angle
 plus Gaussian pixel noise (sigma 6). Everything is a pure function of the seed.
+
+Motion clips (``render_motion_clip``) move on cue instead: each object gets one verb of ``VERBS`` or none.
+``sliding`` translates at constant velocity (2-7 px per frame at 128 px height, reflected at the borders, no
+rotation), ``spinning`` stays in place and rotates about its centre at 0.15-0.4 rad per frame (never a circle, whose
+rotation shows nothing), and an object without a verb stays still throughout. A verb is performed during one
+contiguous interval of frames covering 30-70 % of the clip (its first frame already shows the first step), frozen
+before and after it; every motion clip has at least one verb. The truth adds, per verb, the visible pixels of the
+objects performing it in each frame.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +33,9 @@ REFERENCE_HEIGHT = 128  # sizes and speeds below are in pixels at this frame hei
 DIAMETER_RANGE = (0.18, 0.40)  # of the frame height
 SPEED_RANGE = (2.0, 7.0)  # pixels per frame at REFERENCE_HEIGHT
 NOISE_SIGMA = 6.0
+VERBS = ("sliding", "spinning")
+SPIN_RANGE = (0.15, 0.4)  # rad per frame
+ACTIVE_SHARE = (0.3, 0.7)  # of the clip's frames, one contiguous interval per verb
 
 
 @dataclass(frozen=True)
@@ -37,6 +48,21 @@ class ToyObject:
     rotation: float
     start: tuple[float, float]
     velocity: tuple[float, float]
+    verb: str | None = None  # motion clips: "sliding", "spinning" or None (still); plain clips: None
+    active: tuple[int, int] | None = None  # first and last frame (inclusive) of the verb's interval
+    spin: float = 0.0  # rad per frame while spinning
+
+    def steps(self, t: int) -> int:
+        """Steps of motion taken by frame ``t``: all frames for a plain clip's object, else those of the verb's
+        interval so far (its first frame already shows one step)."""
+        if self.active is None:
+            return t
+        first, last = self.active
+        return min(max(t - first + 1, 0), last - first + 1)
+
+    def performing(self, t: int) -> bool:
+        """Whether a motion clip's object performs its verb in frame ``t``."""
+        return self.verb is not None and self.active is not None and self.active[0] <= t <= self.active[1]
 
 
 @dataclass
@@ -48,11 +74,30 @@ class ToyClip:
     labels: np.ndarray
     objects: list[ToyObject]
     caption: str
+    verbs: dict[str, np.ndarray] = field(default_factory=dict)  # motion clips: verb -> bool [T, H, W] truth
 
     @property
     def classes(self) -> list[str]:
         """The shapes in the clip, in drawing order."""
         return [o.shape for o in self.objects]
+
+    @property
+    def verb_names(self) -> list[str]:
+        """The verbs performed in the clip, in ``VERBS`` order."""
+        return [v for v in VERBS if v in self.verbs]
+
+    def truth(self, concept: str) -> np.ndarray:
+        """bool ``[T, H, W]``: a shape's or a verb's true pixels per frame (all False for anything else)."""
+        if concept in self.verbs:
+            return self.verbs[concept]
+        if concept in SHAPES:
+            return self.labels == shape_label(concept)
+        return np.zeros(self.labels.shape, dtype=bool)
+
+    def active_frames(self, verb: str) -> np.ndarray:
+        """bool ``[T]``: the frames in which some object performs ``verb``."""
+        return np.array([any(o.verb == verb and o.performing(t) for o in self.objects)
+                         for t in range(len(self.frames))])
 
 
 def shape_label(shape: str) -> int:
@@ -61,8 +106,12 @@ def shape_label(shape: str) -> int:
 
 
 def caption_for(objects: list[ToyObject]) -> str:
-    """``"a red circle and an orange square"``: the objects in words, in drawing order."""
-    phrases = [f"{'an' if o.colour[0] in 'aeiou' else 'a'} {o.colour} {o.shape}" for o in objects]
+    """``"a red circle and an orange square"``: the objects in words, in drawing order. With verbs (motion clips):
+    ``"a red square spinning and a blue star sliding and a green circle"``."""
+    phrases = [f"{'an' if o.colour[0] in 'aeiou' else 'a'} {o.colour} {o.shape}" + (f" {o.verb}" if o.verb else "")
+               for o in objects]
+    if any(o.verb for o in objects):
+        return " and ".join(phrases)
     return phrases[0] if len(phrases) == 1 else ", ".join(phrases[:-1]) + " and " + phrases[-1]
 
 
@@ -88,6 +137,27 @@ def sample_objects(rng: np.random.Generator, height: int, width: int, num_object
             velocity=(speed * np.cos(angle), speed * np.sin(angle)),
         ))
     return objects
+
+
+def assign_verbs(rng: np.random.Generator, objects: list[ToyObject], num_frames: int) -> list[ToyObject]:
+    """Give each object a verb or none (at least one verb per clip), its interval and its spin, for a clip of
+    ``num_frames``; a spinning or still object keeps its place, a sliding one keeps its velocity."""
+    choices = [[None, "sliding"] if o.shape == "circle" else [None, *VERBS] for o in objects]
+    verbs = [c[int(rng.integers(len(c)))] for c in choices]
+    if not any(verbs):
+        i = int(rng.integers(len(objects)))
+        verbs[i] = choices[i][1 + int(rng.integers(len(choices[i]) - 1))]
+    out = []
+    for o, verb in zip(objects, verbs):
+        if verb is None:
+            out.append(replace(o, velocity=(0.0, 0.0)))
+            continue
+        length = min(num_frames, max(1, int(round(rng.uniform(*ACTIVE_SHARE) * num_frames))))
+        first = int(rng.integers(0, num_frames - length + 1))
+        spin = float(rng.uniform(*SPIN_RANGE) * rng.choice([-1.0, 1.0])) if verb == "spinning" else 0.0
+        out.append(replace(o, verb=verb, active=(first, first + length - 1), spin=spin,
+                           velocity=o.velocity if verb == "sliding" else (0.0, 0.0)))
+    return out
 
 
 def _bounce(start: float, velocity: float, t: int, low: float, high: float) -> float:
@@ -151,30 +221,62 @@ def _background(rng: np.random.Generator, height: int, width: int) -> np.ndarray
 def render_clip(seed: int, *, num_frames: int = 24, height: int = 128, width: int = 192,
                 num_objects: int | None = None) -> ToyClip:
     """Render the clip of ``seed``: frames, label maps, objects and caption (see the module docstring)."""
-    if num_frames < 1 or height < 8 or width < 8:
-        raise ValueError(f"a toy clip needs at least 1 frame of 8 x 8 pixels, not {num_frames} x {height} x {width}")
+    _check_size(num_frames, height, width)
     rng = np.random.default_rng(seed)
     objects = sample_objects(rng, height, width, num_objects)
+    return _render(rng, objects, num_frames, height, width)
+
+
+def render_motion_clip(seed: int, *, num_frames: int = 24, height: int = 128, width: int = 192,
+                       num_objects: int | None = None) -> ToyClip:
+    """Render the motion clip of ``seed``: objects that slide or spin on cue, with the verbs' truth (see the module
+    docstring). Seeds are their own stream: motion clip ``s`` is unrelated to ``render_clip(s)``."""
+    _check_size(num_frames, height, width)
+    rng = np.random.default_rng([seed, 1])
+    objects = assign_verbs(rng, sample_objects(rng, height, width, num_objects), num_frames)
+    return _render(rng, objects, num_frames, height, width)
+
+
+def _check_size(num_frames: int, height: int, width: int) -> None:
+    if num_frames < 1 or height < 8 or width < 8:
+        raise ValueError(f"a toy clip needs at least 1 frame of 8 x 8 pixels, not {num_frames} x {height} x {width}")
+
+
+def _render(rng: np.random.Generator, objects: list[ToyObject], num_frames: int, height: int, width: int) -> ToyClip:
     background = _background(rng, height, width)
     frames = np.empty((num_frames, height, width, 3), dtype=np.uint8)
     labels = np.zeros((num_frames, height, width), dtype=np.uint8)
+    owner = np.full((num_frames, height, width), -1, dtype=np.int8)  # index of the object seen at each pixel
     for t in range(num_frames):
         image = background.copy()
-        for o in objects:
-            r = o.diameter / 2
-            centre = (_bounce(o.start[0], o.velocity[0], t, r, width - r),
-                      _bounce(o.start[1], o.velocity[1], t, r, height - r))
-            mask = shape_mask(o.shape, centre, o.diameter, o.rotation, height, width)
+        for i, o in enumerate(objects):
+            r, steps = o.diameter / 2, o.steps(t)
+            centre = (_bounce(o.start[0], o.velocity[0], steps, r, width - r),
+                      _bounce(o.start[1], o.velocity[1], steps, r, height - r))
+            mask = shape_mask(o.shape, centre, o.diameter, o.rotation + o.spin * steps, height, width)
             image[mask] = COLOURS[o.colour]
             labels[t][mask] = shape_label(o.shape)
+            owner[t][mask] = i
         image += rng.normal(0, NOISE_SIGMA, size=image.shape)
         frames[t] = np.clip(np.rint(image), 0, 255).astype(np.uint8)
-    return ToyClip(frames=frames, labels=labels, objects=objects, caption=caption_for(objects))
+    verbs = {}
+    for verb in VERBS:
+        if any(o.verb == verb for o in objects):
+            verbs[verb] = np.zeros(owner.shape, dtype=bool)
+            for t in range(num_frames):
+                for i, o in enumerate(objects):
+                    if o.verb == verb and o.performing(t):
+                        verbs[verb][t] |= owner[t] == i
+    return ToyClip(frames=frames, labels=labels, objects=objects, caption=caption_for(objects), verbs=verbs)
 
 
 def write_toy_clip(path: str | Path, clip: ToyClip, *, fps: float = 8.0) -> tuple[Path, Path]:
     """Write ``clip`` as an H.264 video at ``path`` and its label maps beside it (``<stem>_masks/00000.png`` ...,
-    single-channel, value = label id, with ``classes.txt``); both atomically. Returns (video path, masks folder)."""
+    single-channel, value = label id, with ``classes.txt``); both atomically. Returns (video path, masks folder).
+
+    A motion clip also gets ``<stem>_motion/``: ``<verb>/00000.png`` ... (0 / 255, the pixels performing the verb
+    in each frame) and ``motion.json`` (caption, each object's verb and interval, each verb's active frames)."""
+    import json
     import os
     import tempfile
 
@@ -190,6 +292,18 @@ def write_toy_clip(path: str | Path, clip: ToyClip, *, fps: float = 8.0) -> tupl
         for t, labels in enumerate(clip.labels):
             Image.fromarray(labels).save(tmp / f"{t:05d}.png")
         (tmp / "classes.txt").write_text("\n".join(("background",) + SHAPES) + "\n")
+    if clip.verbs:
+        with atomic_dir(path.with_name(f"{path.stem}_motion")) as tmp:
+            for verb, truth in clip.verbs.items():
+                (tmp / verb).mkdir()
+                for t, mask in enumerate(truth):
+                    Image.fromarray(mask.astype(np.uint8) * 255).save(tmp / verb / f"{t:05d}.png")
+            (tmp / "motion.json").write_text(json.dumps({
+                "caption": clip.caption, "fps": fps, "num_frames": len(clip.frames),
+                "objects": [{"shape": o.shape, "colour": o.colour, "verb": o.verb,
+                             "active_frames": list(o.active) if o.verb else None} for o in clip.objects],
+                "verbs": {v: np.flatnonzero(clip.active_frames(v)).tolist() for v in clip.verb_names},
+            }, indent=2) + "\n")
     try:
         fd, tmp_video = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix or ".mp4", dir=path.parent)
         os.close(fd)

@@ -9,6 +9,7 @@ from vidseg.cli._app import app, handle_errors
 
 # Each module registers its command on the app; the import order is the order `vidseg --help` lists them.
 from vidseg.cli import predict as _predict  # noqa: E402,F401,I001
+from vidseg.cli import localize as _localize  # noqa: E402,F401
 from vidseg.cli import label as _label  # noqa: E402,F401
 from vidseg.cli.evaluate import eval_command  # noqa: E402
 

@@ -37,7 +37,8 @@ def predict(
     labels.json (with a per-class summary, also printed), saliency.npz, overlay.mp4, saliency.mp4 and preview.png."""
     from vidseg.errors import ConfigError
     from vidseg.files import check_writable
-    from vidseg.pipeline import VideoSegmenter, check_classes
+    from vidseg.models.text import check_classes
+    from vidseg.pipeline import VideoSegmenter
     from vidseg.video.read import open_video
 
     # Everything that can be checked without the model is checked first, so bad input fails in a second.

@@ -42,16 +42,19 @@ def make_toy_clip_command(
     frames: int = typer.Option(24, "--frames", help="Number of frames (8 per second)."),
     size: str = typer.Option("192x128", "--size", help="Frame size WIDTHxHEIGHT in pixels."),
     objects: Optional[int] = typer.Option(None, "--objects", help="Number of shapes, 1-3. Default: drawn from the seed."),
+    motion: bool = typer.Option(False, "--motion", help="Shapes that slide or spin on cue (each a verb or none, "
+                                                        "during 30-70 % of the clip), with the verbs' truth."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks for errors."),
 ) -> None:
     """Write a toy-world clip (moving circles, squares, triangles, stars) and its true label maps.
 
     PATH gets the video; PATH's stem + _masks/ gets one single-channel PNG per frame (0 background, 1 circle,
     2 square, 3 triangle, 4 star). Segment it with the shipped toy model: vidseg predict PATH --classes <shapes>
-    --model toy
+    --model toy. With --motion, PATH's stem + _motion/ also gets each verb's true masks (<verb>/00000.png, 0 / 255)
+    and motion.json; localize it with vidseg localize PATH --concepts <shapes, verbs> --model toy
     """
     from vidseg.errors import ConfigError
-    from vidseg.toyworld import render_clip, write_toy_clip
+    from vidseg.toyworld import render_clip, render_motion_clip, write_toy_clip
 
     try:
         width, height = (int(v) for v in size.lower().split("x"))
@@ -63,9 +66,15 @@ def make_toy_clip_command(
         raise ConfigError(f"--objects is {objects}; a toy clip holds 1 to 3 shapes")
     if path.exists() and path.is_dir():
         raise ConfigError(f"{path} is a folder; give the video file to write, e.g. toy.mp4")
-    clip = render_clip(seed, num_frames=frames, height=height, width=width, num_objects=objects)
+    render = render_motion_clip if motion else render_clip
+    clip = render(seed, num_frames=frames, height=height, width=width, num_objects=objects)
     video, masks = write_toy_clip(path, clip)
-    console.print(f"[green]wrote[/] {video} ({frames} frames, {width}x{height}: {clip.caption}) and {masks}/",
+    truth = f" and {video.with_name(video.stem + '_motion')}/" if clip.verbs else ""
+    console.print(f"[green]wrote[/] {video} ({frames} frames, {width}x{height}: {clip.caption}), {masks}/{truth}",
                   highlight=False)
-    console.print(f"segment it with: vidseg predict {video} --classes {' '.join(clip.classes)} --model toy",
-                  highlight=False)
+    if clip.verbs:
+        console.print(f"localize it with: vidseg localize {video} --concepts \"{', '.join(clip.classes + clip.verb_names)}\" "
+                      f"--model toy", highlight=False)
+    else:
+        console.print(f"segment it with: vidseg predict {video} --classes {' '.join(clip.classes)} --model toy",
+                      highlight=False)

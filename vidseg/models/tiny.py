@@ -44,16 +44,21 @@ _CHARACTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.,;
 
 
 _TOY_WORDS = "circle square triangle star red green blue yellow purple orange white black pink cyan".split()
+_TOY_VERBS = ["sliding", "spinning"]  # the motion toy world's verbs (vidseg.toyworld.VERBS)
 
 
-def tiny_tokenizer(extra_words: Sequence[str] = ()):
-    """T5 unigram tokenizer: a whole word scores higher than spelling it out, so known words stay one piece."""
+def tiny_tokenizer(extra_words: Sequence[str] = (), appended_words: Sequence[str] = ()):
+    """T5 unigram tokenizer: a whole word scores higher than spelling it out, so known words stay one piece.
+
+    ``appended_words`` come after the characters, so every earlier piece keeps its id (a model trained before
+    they were added reads its captions as before)."""
     from transformers import T5Tokenizer
 
     words = list(dict.fromkeys(_PROMPT_WORDS + _OBJECT_WORDS + list(extra_words)))
     vocab = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("\u2581", -2.0)]
     vocab += [("\u2581" + w, -5.0) for w in words]
     vocab += [("\u2581" + c, -9.0) for c in _CHARACTERS] + [(c, -10.0) for c in _CHARACTERS]
+    vocab += [("\u2581" + w, -5.0) for w in appended_words if w not in words]
     return T5Tokenizer(vocab=vocab, extra_ids=0)
 
 
@@ -79,6 +84,9 @@ class SmallModelSpec:
     text_len: int = 16
     text_dim: int = 32
     extra_words: tuple[str, ...] = ()
+    # Words added later (after the characters; their text-encoder rows are drawn after every other weight), so a
+    # model trained before them keeps its token ids and weights: the toy model's verbs.
+    appended_words: tuple[str, ...] = ()
     # The VAE's tile size; tiles are half of it. None: twice the clip, so the clip is encoded in one piece.
     vae_sample: tuple[int, int] | None = None
     # "random": the VAE's random initialisation; "colour": an encoder set to keep colour locally
@@ -101,7 +109,7 @@ TINY_SPEC = SmallModelSpec(preset="tiny", num_frames=9, height=64, width=96, hea
 # token grid per latent frame, so a toy shape covers several tokens.
 TOY_SPEC = SmallModelSpec(preset="toy", num_frames=9, height=128, width=192, heads=4, head_dim=16, layers=6,
                           time_embed_dim=64, latent_channels=16, vae_widths=(16, 16, 16), vae_groups=4, text_len=24,
-                          extra_words=tuple(_TOY_WORDS), vae_encoder="colour")
+                          extra_words=tuple(_TOY_WORDS), appended_words=tuple(_TOY_VERBS), vae_encoder="colour")
 
 
 def text_encoder_config(spec: SmallModelSpec, tokenizer: Any) -> dict[str, Any]:

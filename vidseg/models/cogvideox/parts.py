@@ -88,7 +88,7 @@ def build_tiny_pipeline(spec: SmallModelSpec, *, rope: bool = False, seed: int =
     from diffusers import AutoencoderKLCogVideoX, CogVideoXPipeline, CogVideoXTransformer3DModel
     from transformers import T5Config, T5EncoderModel
 
-    tokenizer = tiny_tokenizer(spec.extra_words)
+    tokenizer = tiny_tokenizer(spec.extra_words)  # without spec.appended_words: they come last (below)
     scale = spec.spatial_compression
     latent_h, latent_w = spec.height // scale, spec.width // scale
     vae_h, vae_w = spec.vae_sample or (2 * spec.height, 2 * spec.width)
@@ -110,6 +110,9 @@ def build_tiny_pipeline(spec: SmallModelSpec, *, rope: bool = False, seed: int =
             norm_num_groups=spec.vae_groups, temporal_compression_ratio=4,
             sample_height=vae_h, sample_width=vae_w, scaling_factor=0.7 if rope else 1.15258426,
         )
+        if spec.appended_words:
+            tokenizer = tiny_tokenizer(spec.extra_words, spec.appended_words)
+            text_encoder.resize_token_embeddings(max(len(tokenizer), 64), mean_resizing=False)
     if spec.vae_encoder == "colour":
         colour_keeping_encoder(vae)
     return CogVideoXPipeline(tokenizer=tokenizer, text_encoder=text_encoder, vae=vae, transformer=transformer,

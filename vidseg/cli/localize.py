@@ -1,0 +1,85 @@
+"""``vidseg localize``: where and when each concept (nouns and motion verbs alike) is present in videos."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from vidseg.cli import options as opt
+from vidseg.cli._app import app, handle_errors, split_class_names
+from vidseg.cli.progress import RichProgress, console
+
+
+@app.command()
+@handle_errors
+@opt.with_model_options
+def localize(
+    videos: Optional[list[Path]] = typer.Argument(None, help="Video files (any container) or folders of frames.",
+                                                  show_default=False),
+    concepts: Optional[list[str]] = typer.Option(
+        None, "--concepts", show_default=False,
+        help='Nouns and verbs to localize, comma-separated or repeated, e.g. --concepts "man, walking, dog".',
+    ),
+    out: Path = typer.Option(Path("out"), "--out", "-o", help="Output folder; each video writes OUT/<video stem>/."),
+    localize_threshold: Optional[float] = opt.setting_option("localize.threshold"),
+    localize_min_active_s: Optional[float] = opt.setting_option("localize.min_active_s"),
+    localize_max_gap_s: Optional[float] = opt.setting_option("localize.max_gap_s"),
+    export_heatmaps: Optional[bool] = opt.setting_option("export.heatmaps", help="Write saliency.mp4. Default: on."),
+    settings: dict = None,  # the MODEL_OPTIONS (see with_model_options)
+    quiet: bool = opt.QuietOpt,
+    debug: bool = opt.DebugOpt,
+) -> None:
+    """Localize CONCEPTS in VIDEOS, in space and in time: OUT/<stem>/masks/<concept>/00000.png ... (0 / 255 per
+    input frame, empty where the concept is inactive), curves.csv and curves.png (each concept's strength over
+    time), saliency.mp4 and localize.json (each concept's active frame ranges, in frames and seconds)."""
+    from vidseg.errors import ConfigError
+    from vidseg.files import check_writable
+    from vidseg.localize import check_concepts
+    from vidseg.pipeline import VideoSegmenter
+    from vidseg.video.read import open_video
+
+    # Everything that can be checked without the model is checked first, so bad input fails in a second.
+    if not videos:
+        raise ConfigError("no video given; pass one or more videos, e.g. vidseg localize clip.mp4 --concepts "
+                          "\"dog, running\"")
+    if not concepts:
+        raise ConfigError("no concepts given; pass the nouns and verbs to localize, e.g. --concepts \"dog, running\"")
+    names = check_concepts(split_class_names(concepts))
+    for video in videos:
+        open_video(video)
+    stems = [v.stem for v in videos]
+    if len(set(stems)) != len(stems):
+        raise ConfigError("two videos share a file name; their outputs would collide in OUT/<stem>/")
+    check_writable(out)
+    cfg = opt.build_config(settings, {"localize.threshold": localize_threshold,
+                                      "localize.min_active_s": localize_min_active_s,
+                                      "localize.max_gap_s": localize_max_gap_s, "export.heatmaps": export_heatmaps})
+    with RichProgress(enabled=not quiet) as progress:
+        progress.start(f"load {cfg.model.source}")
+        segmenter = VideoSegmenter.from_pretrained(config=cfg)
+        segmenter.model.check_settings(cfg, names)
+        progress.finish()
+        started = time.perf_counter()
+        for folder in segmenter.localize(videos, names, out, progress=progress):
+            console.print(f"[green]wrote[/] {escape(str(folder))}  ({time.perf_counter() - started:.1f} s)",
+                          highlight=False)
+            if not quiet:
+                console.print(interval_table(folder))
+
+
+def interval_table(folder: Path) -> Table:
+    """Each concept's active intervals from ``localize.json``, as a table."""
+    summary = json.loads((folder / "localize.json").read_text())
+    table = Table(title=f"{folder.name}: {summary['num_frames']} frames", title_justify="left")
+    for column in ("concept", "active (seconds)", "frames active", "peak strength"):
+        table.add_column(column, justify="left" if column in ("concept", "active (seconds)") else "right")
+    for c in summary["concepts"]:
+        spans = ", ".join(f"{a:.2f}-{b:.2f}" for a, b in c["active_seconds"]) or "—"
+        table.add_row(escape(c["concept"]), spans, str(c["frames_active"]), f"{c['peak_strength']:.2f}")
+    return table
