@@ -14,6 +14,7 @@ from vidseg.cli import label as _label  # noqa: E402,F401
 from vidseg.cli.evaluate import eval_command  # noqa: E402
 
 app.command("eval")(handle_errors(eval_command))
+from vidseg.cli import judge as _judge  # noqa: E402,F401
 from vidseg.cli import classes as _classes  # noqa: E402,F401
 from vidseg.cli import demo as _demo  # noqa: E402,F401
 from vidseg.cli import tiny as _tiny  # noqa: E402,F401
