@@ -196,3 +196,51 @@ def test_bad_concepts_fail_in_one_line(concepts, message, tmp_path, video_factor
     result = run_cli("localize", video_factory(), "--concepts", concepts, "--model", "toy", "-o", tmp_path / "out")
     assert_one_line_error(result, 2, message)
     assert not (tmp_path / "out").exists()
+
+
+def test_mevis_batch_writes_the_official_layout_and_judge_inputs_then_resumes(tmp_path, tiny_model_dir):
+    """``vidseg localize --mevis`` on a MeViS-shaped folder: vidseg's localize files and the official npy maps per
+    clip, the judge's grids from those maps and one request per clip; a rerun redoes nothing."""
+    from tests.mevis_data import NAMES, make_mevis
+    from vidseg.evaluation.judge import judge_grids
+
+    json_dir, video_dir = make_mevis(tmp_path)
+    checkout = tmp_path / "IMAP" / "scripts"
+    checkout.mkdir(parents=True)
+    (checkout / "eval_compressed.py").write_text('SYSTEM_PROMPT = "A made-up judge prompt for this test."\n')
+    args = ["localize", "--mevis", json_dir, "--videos", video_dir, "--model", tiny_model_dir, "-o", tmp_path / "out",
+            "--judge-inputs", "--judge-prompt-from", tmp_path / "IMAP", "-q", "--workers", "1", "--no-crf"]
+    result = run_cli(*args)
+    assert result.exit_code == 0, result.output
+    requests = [json.loads(line) for line in (tmp_path / "out" / "judge_requests.jsonl").read_text().splitlines()]
+    assert [r["custom_id"] for r in requests] == [f"{n}::sel_imap_layers" for n in NAMES]
+    for name in NAMES:
+        folder = tmp_path / "out" / name
+        summary = json.loads((folder / "localize.json").read_text())
+        concepts = [c["concept"] for c in summary["concepts"]]
+        for key in ("sel_imap_layers", "imap_layers"):
+            maps = np.load(folder / "npy" / f"{key}.npy")
+            assert maps.dtype == np.float32 and maps.shape[:2] == (len(concepts), 13), maps.shape
+        assert all((folder / "masks" / c["folder"]).is_dir() for c in summary["concepts"])
+        assert (folder / "curves.csv").is_file() and (folder / "overlay_grid.jpg").is_file()
+    # The grids show the judged concept's map from the npy file (vidA_1: motion_idx -2 -> "walking").
+    folder = tmp_path / "out" / "vidA_1"
+    concepts = [c["concept"] for c in json.loads((folder / "localize.json").read_text())["concepts"]]
+    row = concepts.index("walking")
+    from vidseg.video.read import open_video
+
+    with open_video(video_dir / "vidA_1.mp4") as reader:
+        frames = reader.read(range(49))
+    expected = judge_grids(frames, np.load(folder / "npy" / "sel_imap_layers.npy")[row])["heatmap_grid"]
+    written = np.asarray(Image.open(folder / "heatmap_grid.jpg")).astype(int)
+    assert written.shape == expected.shape and np.abs(written - expected).mean() < 3  # JPEG at quality 95
+
+    again = run_cli(*args)
+    assert again.exit_code == 0 and f"0 done, {len(NAMES)} skipped" in again.output, again.output
+
+
+def test_mevis_needs_both_folders_and_the_prompt_source(tmp_path):
+    result = run_cli("localize", "--mevis", tmp_path, "-o", tmp_path / "out")
+    assert_one_line_error(result, 2, "--videos")
+    result = run_cli("localize", "--mevis", tmp_path, "--videos", tmp_path, "--judge-inputs", "-o", tmp_path / "o")
+    assert_one_line_error(result, 2, "--judge-prompt-from")

@@ -8,12 +8,20 @@ upsampler and CRF, plus two random-weight controls.
     python tools/toy_bench.py --model toy-model-step1000/ --only defaults
     python tools/toy_bench.py --model toy-model/ --only post --first-seed 500000   # choose post-processing on the
                                                                                    # trainer's validation clips
+    python tools/toy_bench.py --model toy --motion               # verbs: where and when, through vidseg localize
+    python tools/toy_bench.py --model toy --motion --only post --first-seed 500000  # choose the decision
 
 Clips are the toy world's seeds 0..N-1 (tools/train_toy_model.py trains on seeds from 1,000,000 on), 24 frames at 192 x 128,
 written as H.264 like ``vidseg make-toy-clip``, segmented with the classes present. A clip's score is the mean IoU
 over its shapes; a row's score is the mean over clips. Each row changes one setting from the model's preset.
 These are toy numbers: they say what vidseg's plumbing and read-out do on a small model trained to ground its
 words, and do not transfer blindly to CogVideoX.
+
+``--motion`` scores ``vidseg localize``'s library path (``VideoSegmenter.localize_video``, then its masks) on held-out
+motion clips (motion seeds FIRST..FIRST+N-1; the trainer's motion windows come from motion seeds 3,000,000 on and
+its validation from 500,000 on), asked for every shape and verb of the clip: per verb the temporal IoU of the active
+frames, the spatio-temporal IoU of the masks over the clip and the pointing accuracy of each truly active frame's
+peak, each the mean over the clips that hold the verb; rows for the map kinds, the motion heads and the decision.
 """
 
 from __future__ import annotations
@@ -36,7 +44,8 @@ from vidseg.models.cogvideox.parts import build_tiny_pipeline  # noqa: E402
 from vidseg.models.hub import load_model  # noqa: E402
 from vidseg.models.tiny import TOY_SPEC, make_tiny_model, save_small_pipeline  # noqa: E402
 from vidseg.pipeline import VideoSegmenter  # noqa: E402
-from vidseg.toyworld import SHAPES, class_ious, render_clip, write_toy_clip  # noqa: E402
+from vidseg.evaluation.motion import score_localization  # noqa: E402
+from vidseg.toyworld import SHAPES, VERBS, class_ious, render_clip, render_motion_clip, write_toy_clip  # noqa: E402
 
 # (row name, settings that need the model pass again)
 MODEL_ROWS = [
@@ -70,6 +79,22 @@ POST_ROWS = [
     ("CRF: real-video defaults (15 / 4 / 3)", ["crf.bilateral_sxy=15", "crf.bilateral_srgb=4",
                                                "crf.bilateral_compat=3"]),
     ("bilinear, no CRF", ["upsample.method=bilinear", "crf.enabled=false"]),
+]
+
+
+MOTION_ROWS = [
+    ("defaults (the preset: IMAP, motion heads top-2)", []),
+    ("motion heads top-1", ["maps.top_k_heads=1"]),
+    ("motion heads top-4 (= all)", ["maps.top_k_heads=4"]),
+    ("map: GramCol (all heads)", ["maps.kind=gramcol"]),
+]
+MOTION_POST_ROWS = [
+    ("threshold 0.3", ["localize.threshold=0.3"]),
+    ("threshold 0.7", ["localize.threshold=0.7"]),
+    ("threshold 0.9", ["localize.threshold=0.9"]),
+    ("fill gaps < 0.5 s", ["localize.max_gap_s=0.5"]),
+    ("drop runs < 0.5 s", ["localize.min_active_s=0.5"]),
+    ("peak share 0.1", ["localize.peak_share=0.1"]),
 ]
 
 
@@ -125,6 +150,76 @@ def _row(name: str, settings: list[str], scores: list[dict[str, float | None]], 
             "model_s_per_clip": seconds}
 
 
+def make_motion_clips(count: int, folder: Path, first_seed: int = 0) -> list:
+    """Held-out motion clips written as videos: (path, shapes + verbs, the clip)."""
+    clips = []
+    for seed in range(first_seed, first_seed + count):
+        clip = render_motion_clip(seed, num_frames=24, height=128, width=192)
+        path, _ = write_toy_clip(folder / f"motion{seed:03d}.mp4", clip)
+        clips.append((path, clip.classes + clip.verb_names, clip))
+    return clips
+
+
+def run_motion(model_dir: str, clips, rows, post_rows, workers: int, log) -> list[dict]:
+    """Every motion row for one model: model rows run the model per clip, post rows redo only the decision and the
+    masks on the first row's saliency."""
+    from vidseg.localize import localize
+
+    model = load_model(model_dir)
+    base_file = model_folder_config(model_dir)
+
+    def segmenter(overrides: list[str]) -> VideoSegmenter:
+        cfg = load_config(model_dir_config=base_file, overrides=overrides + [f"export.workers={workers}"])
+        cfg.validate()
+        return VideoSegmenter(model, cfg)
+
+    def scores(seg: VideoSegmenter, localizations) -> list[dict]:
+        return [score_localization(loc, {c: clip.truth(c) for c in concepts}, seg.config)
+                for loc, (_, concepts, clip) in zip(localizations, clips)]
+
+    out, first = [], []
+    for name, overrides in rows:
+        seg, localizations, seconds = segmenter(overrides), [], 0.0
+        for path, concepts, _ in clips:
+            start = time.perf_counter()
+            localizations.append(seg.localize_video(path, concepts))
+            seconds += time.perf_counter() - start
+        first = first or [loc.result for loc in localizations]
+        out.append(_motion_row(name, overrides, scores(seg, localizations), seconds / len(clips)))
+        log(out[-1])
+    for name, overrides in post_rows:
+        seg = segmenter(overrides)
+        out.append(_motion_row(name, overrides, scores(seg, [localize(r, seg.config) for r in first]), None))
+        log(out[-1])
+    return out
+
+
+def _motion_row(name: str, settings: list[str], scores: list[dict], seconds: float | None) -> dict:
+    """A motion row: per verb (and over the shapes, as nouns) the mean over clips of each measure."""
+    row = {"row": name, "settings": settings, "model_s_per_clip": seconds, "verbs": {}}
+    for concept in (*VERBS, "nouns"):
+        picked = [s[c] for s in scores for c in s if (c == concept if concept != "nouns" else c in SHAPES)]
+        if picked:
+            hits = [p.pointing for p in picked if p.pointing is not None]
+            row["verbs"][concept] = {"temporal_iou": float(np.mean([p.temporal_iou for p in picked])),
+                                     "spatiotemporal_iou": float(np.mean([p.spatiotemporal_iou for p in picked])),
+                                     "pointing": float(np.mean(hits)) if hits else None, "count": len(picked)}
+    verbs = [row["verbs"][v] for v in VERBS if v in row["verbs"]]
+    row["mean_temporal_iou"] = float(np.mean([v["temporal_iou"] for v in verbs]))
+    row["mean_spatiotemporal_iou"] = float(np.mean([v["spatiotemporal_iou"] for v in verbs]))
+    return row
+
+
+def print_motion_row(row: dict, prefix: str = "") -> None:
+    parts = []
+    for concept, v in row["verbs"].items():
+        pointing = f"{v['pointing']:.2f}" if v["pointing"] is not None else "  - "
+        parts.append(f"{concept} t {v['temporal_iou']:.3f} st {v['spatiotemporal_iou']:.3f} pt {pointing}")
+    secs = f"{row['model_s_per_clip']:6.1f} s" if row["model_s_per_clip"] is not None else "  (same maps)"
+    print(f"{prefix}{row['row']:<48} tIoU {row['mean_temporal_iou']:.3f} stIoU {row['mean_spatiotemporal_iou']:.3f}"
+          f"   {'   '.join(parts)}   {secs}", flush=True)
+
+
 def print_row(row: dict, prefix: str = "") -> None:
     classes = "  ".join(f"{k} {v:.3f}" if v is not None else f"{k}   -  " for k, v in row["per_class"].items())
     secs = f"{row['model_s_per_clip']:6.1f} s" if row["model_s_per_clip"] is not None else "  (same maps)"
@@ -173,8 +268,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=1, help="refine worker processes")
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
     parser.add_argument("--json", type=Path, default=None, help="write every row here")
+    parser.add_argument("--motion", action="store_true", help="verbs through vidseg localize on motion clips")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.motion:
+        return motion_main(args)
 
     rows, post_rows = {"defaults": (MODEL_ROWS[:2], []), "post": (MODEL_ROWS[:1], POST_ROWS),
                        "all": (MODEL_ROWS, POST_ROWS)}[args.only]
@@ -199,6 +297,30 @@ def main(argv: list[str] | None = None) -> int:
                 row["row"] = label
                 report["rows"].append(row)
                 print_row(row)
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+        print(f"wrote {args.json}")
+    return 0
+
+
+def motion_main(args: argparse.Namespace) -> int:
+    rows, post_rows = {"defaults": (MOTION_ROWS[:1], []), "post": (MOTION_ROWS[:1], MOTION_POST_ROWS),
+                       "all": (MOTION_ROWS, MOTION_POST_ROWS)}[args.only]
+    report: dict = {"model": args.model, "clips": args.clips, "first_seed": args.first_seed, "motion": True}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        clips = make_motion_clips(args.clips, tmp / "clips", args.first_seed)
+        verbs = sum(len(c.verb_names) for _, _, c in clips)
+        print(f"{args.model}: {args.clips} held-out motion clips from motion seed {args.first_seed}, 24 frames at "
+              f"192 x 128 ({verbs} verbs)", flush=True)
+        report["rows"] = run_motion(args.model, clips, rows, post_rows, args.workers, print_motion_row)
+        if not args.no_controls:
+            untrained = save_small_pipeline(build_tiny_pipeline(TOY_SPEC, seed=0), tmp / "untrained",
+                                            TOY_SPEC.preset)
+            [row] = run_motion(str(untrained), clips, MOTION_ROWS[:1], [], args.workers, lambda r: None)
+            row["row"] = "control: untrained toy model"
+            report["rows"].append(row)
+            print_motion_row(row)
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
         print(f"wrote {args.json}")

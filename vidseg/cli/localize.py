@@ -31,13 +31,29 @@ def localize(
     localize_min_active_s: Optional[float] = opt.setting_option("localize.min_active_s"),
     localize_max_gap_s: Optional[float] = opt.setting_option("localize.max_gap_s"),
     export_heatmaps: Optional[bool] = opt.setting_option("export.heatmaps", help="Write saliency.mp4. Default: on."),
+    mevis: Optional[Path] = typer.Option(
+        None, "--mevis", help="The MeViS protocol: a folder of the official MeViS_504 JSON shards; each clip's "
+                              "caption is the prompt and its concepts, then verbs, the concepts. Needs --videos.",
+    ),
+    mevis_videos: Optional[Path] = typer.Option(None, "--videos", help="With --mevis: the folder holding the clips "
+                                                                       "(found by file name)."),
+    shard: str = typer.Option("0/1", "--shard", help="With --mevis: i/n, this process takes every n-th clip from i."),
+    judge_inputs: bool = typer.Option(False, "--judge-inputs", help="With --mevis: also the LLM judge's three grids "
+                                                                    "per clip and OUT/judge_requests.jsonl."),
+    judge_prompt_from: Optional[Path] = typer.Option(
+        None, "--judge-prompt-from", help="With --judge-inputs: your checkout of the official IMAP repository, "
+                                          "whose eval_compressed.py holds the judge's system prompt.",
+    ),
     settings: dict = None,  # the MODEL_OPTIONS (see with_model_options)
     quiet: bool = opt.QuietOpt,
     debug: bool = opt.DebugOpt,
 ) -> None:
     """Localize CONCEPTS in VIDEOS, in space and in time: OUT/<stem>/masks/<concept>/00000.png ... (0 / 255 per
     input frame, empty where the concept is inactive), curves.csv and curves.png (each concept's strength over
-    time), saliency.mp4 and localize.json (each concept's active frame ranges, in frames and seconds)."""
+    time), saliency.mp4 and localize.json (each concept's active frame ranges, in frames and seconds).
+
+    With --mevis JSON_DIR --videos VIDEO_DIR: every clip of the official MeViS_504 shards, resumably, with the
+    official npy/<key>.npy maps beside those files (and the judge's inputs with --judge-inputs)."""
     from vidseg.errors import ConfigError
     from vidseg.files import check_writable
     from vidseg.localize import check_concepts
@@ -45,6 +61,13 @@ def localize(
     from vidseg.video.read import open_video
 
     # Everything that can be checked without the model is checked first, so bad input fails in a second.
+    if mevis is not None or mevis_videos is not None or judge_inputs or judge_prompt_from is not None:
+        localize_mevis_command(videos, concepts, out, mevis, mevis_videos, shard, judge_inputs, judge_prompt_from,
+                               settings, {"localize.threshold": localize_threshold,
+                                          "localize.min_active_s": localize_min_active_s,
+                                          "localize.max_gap_s": localize_max_gap_s,
+                                          "export.heatmaps": export_heatmaps}, quiet)
+        return
     if not videos:
         raise ConfigError("no video given; pass one or more videos, e.g. vidseg localize clip.mp4 --concepts "
                           "\"dog, running\"")
@@ -71,6 +94,54 @@ def localize(
                           highlight=False)
             if not quiet:
                 console.print(interval_table(folder))
+
+
+def localize_mevis_command(videos, concepts, out: Path, json_dir: Optional[Path], video_dir: Optional[Path],
+                           shard: str, judge_inputs: bool, prompt_from: Optional[Path], settings: dict,
+                           extra: dict, quiet: bool) -> None:
+    """The --mevis batch run (``vidseg.runners.mevis.localize_mevis``)."""
+    from vidseg.cli._app import interrupt_exit_code
+    from vidseg.datasets.mevis import mevis_clips
+    from vidseg.errors import ConfigError
+    from vidseg.evaluation.judge import read_judge_prompt
+    from vidseg.files import check_writable
+    from vidseg.pipeline import VideoSegmenter
+    from vidseg.runners import parse_shard
+    from vidseg.runners.mevis import JudgeOptions, localize_mevis
+
+    if json_dir is None or video_dir is None:
+        raise ConfigError("the MeViS protocol needs both --mevis JSON_DIR and --videos VIDEO_DIR")
+    if videos or concepts:
+        raise ConfigError("with --mevis the clips and their concepts come from the shards; leave out VIDEOS and "
+                          "--concepts")
+    if judge_inputs != (prompt_from is not None):
+        raise ConfigError("--judge-inputs needs --judge-prompt-from CHECKOUT_DIR (the judge's system prompt is read "
+                          "from the official repository; vidseg does not ship it), and the other way round")
+    shard_index = parse_shard(shard)
+    clips = mevis_clips(json_dir, video_dir)
+    judge = JudgeOptions(read_judge_prompt(prompt_from)) if judge_inputs else None
+    check_writable(out)
+    cfg = opt.build_config(settings, extra)
+
+    def on_event(event) -> None:
+        if event.outcome is not None:
+            status = {"done": "green", "skipped": "cyan"}.get(event.outcome.status, "red")
+            reason = f": {event.outcome.reason}" if event.outcome.reason and event.outcome.status != "done" else ""
+            console.print(f"[{status}]{event.outcome.status}[/] {escape(event.video.name)} "
+                          f"({event.position}/{event.total}){escape(reason)}", highlight=False)
+
+    with RichProgress(enabled=not quiet) as progress:
+        progress.start(f"load {cfg.model.source}")
+        segmenter = VideoSegmenter.from_pretrained(config=cfg)
+        progress.finish()
+        summary = localize_mevis(segmenter, clips, out, shard=shard_index, judge=judge, on_event=on_event,
+                                 progress=progress)
+    for line in summary.lines():
+        console.print(line, highlight=False, markup=False)
+    if summary.interrupted:
+        raise typer.Exit(interrupt_exit_code())
+    if summary.with_status("failed"):
+        raise typer.Exit(1)
 
 
 def interval_table(folder: Path) -> Table:

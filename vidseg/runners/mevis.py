@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
+import torch
 
 from vidseg.datasets.mevis import MevisClip, judged_concept
 from vidseg.errors import ConfigError, DatasetError, OutputError, VideoReadError
@@ -252,3 +253,47 @@ def _grids_match(folder: Path, clip: MevisClip, judge: JudgeOptions) -> bool:
         return all(info.get(k) == v for k, v in judge.grid_settings(clip).items())
     except (OSError, ValueError, AttributeError):
         return False
+
+
+def official_clip_maps(result: Any, kind: str) -> np.ndarray:
+    """The official ``[C, 13, h, w]`` float32 map of a 49-frame clip from ``result`` (every frame sampled): per
+    latent frame of the clip (frame 0, then frames 4k-3 .. 4k), the mean of its frames' blended maps. For a model
+    whose window is the whole clip (49 frames) this is the window's own latent map; a model with shorter windows
+    (the toy model) gets the same grouping of its blended maps."""
+    from vidseg.video.sample import blend_windows, latent_index
+
+    if result.info.num_frames != NUM_CLIP_FRAMES or result.plan.num_sampled != NUM_CLIP_FRAMES:
+        raise VideoReadError(f"{result.source.name} has {result.info.num_frames} frames (the model saw "
+                             f"{result.plan.num_sampled}); MeViS clips are {NUM_CLIP_FRAMES} frames")
+    blended = blend_windows(result.plan, result.window_maps_by_kind[kind])  # [C, 49, h, w]
+    groups = torch.from_numpy(latent_index(NUM_CLIP_FRAMES))
+    total = torch.zeros(blended.shape[0], NUM_LATENT_FRAMES, *blended.shape[2:]).index_add_(1, groups, blended)
+    counts = torch.bincount(groups, minlength=NUM_LATENT_FRAMES).float()
+    return (total / counts[None, :, None, None]).numpy().astype(np.float32)
+
+
+def localize_mevis(segmenter: Any, clips: Sequence[MevisClip], out: str | Path, *, shard: tuple[int, int] = (0, 1),
+                   judge: JudgeOptions | None = None, on_event: Callable[[LabelEvent], None] | None = None,
+                   progress: Any = None) -> MevisSummary:
+    """``vidseg localize --mevis``: every clip of ``shard`` through ``VideoSegmenter.localize_video`` (its caption as
+    the prompt, concepts then verbs as the concepts, every frame sampled), written as vidseg's localize folder plus
+    the official ``npy/<key>.npy`` of every map kind the backbone reads, then ``run_mevis``'s judge inputs."""
+    import copy
+
+    from vidseg.datasets.mevis import OFFICIAL_KEYS, write_official_maps
+    from vidseg.runners.plan import settings_fingerprint
+
+    config = copy.deepcopy(segmenter.config)
+    config.video.sample_fps = 0  # the official clips are 49 frames, all of them read
+    kinds = [k for k in segmenter.model.map_kinds if k in OFFICIAL_KEYS]
+
+    def localize_clip(clip: MevisClip, folder: Path) -> None:
+        clip_config = copy.deepcopy(config)
+        clip_config.inversion.prompt = clip.caption
+        clip_segmenter = segmenter.with_config(clip_config)
+        localization = clip_segmenter.localize_video(clip.video, clip.all_concepts, kinds=kinds, progress=progress)
+        maps = {kind: official_clip_maps(localization.result, kind) for kind in kinds}
+        clip_segmenter.export_localization(localization, folder, also=lambda tmp: write_official_maps(tmp, maps))
+
+    return run_mevis(clips, out, localize_clip, shard=shard, keys=[OFFICIAL_KEYS[k] for k in kinds], judge=judge,
+                     fingerprint=settings_fingerprint(config, None), on_event=on_event)
