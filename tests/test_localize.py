@@ -244,3 +244,37 @@ def test_mevis_needs_both_folders_and_the_prompt_source(tmp_path):
     assert_one_line_error(result, 2, "--videos")
     result = run_cli("localize", "--mevis", tmp_path, "--videos", tmp_path, "--judge-inputs", "-o", tmp_path / "o")
     assert_one_line_error(result, 2, "--judge-prompt-from")
+
+
+@pytest.mark.parametrize("family", ["cogvideox", "wan"])
+def test_localize_runs_on_a_real_h264_clip_with_both_tiny_backbones(family, tiny_model_dir, tiny_wan_model_dir,
+                                                                    tmp_path):
+    """A camera clip (``../shared/data``, skipped without it; else a toy clip, also H.264) through both families'
+    tiny models: every file is written (the maps are meaningless)."""
+    from tests.conftest import SHARED, write_video
+    from vidseg.video.read import open_video
+
+    source = SHARED / "data" / "videos" / "05_default_juggle.mp4"
+    if source.is_file():  # its first 2 s, small: the tiny models are for plumbing
+        with open_video(source) as reader:
+            frames = reader.read(range(0, 48, 3))
+        video = write_video(tmp_path / "juggle.mp4", np.stack([np.asarray(Image.fromarray(f).resize((160, 90)))
+                                                              for f in frames]), fps=8.0)
+    else:
+        video, _ = write_toy_clip(tmp_path / "juggle.mp4", render_motion_clip(0, num_frames=16))
+    model = tiny_model_dir if family == "cogvideox" else tiny_wan_model_dir
+    result = run_cli("localize", video, "--concepts", "person, juggling, ball", "--model", model, "-o",
+                     tmp_path / "out", "-q", "--workers", "1")
+    assert result.exit_code == 0, result.output
+    folder = tmp_path / "out" / "juggle"
+    assert {p.name for p in folder.iterdir()} == {"masks", "curves.csv", "curves.png", "saliency.mp4",
+                                                 "localize.json"}
+    assert sorted(p.name for p in (folder / "masks").iterdir()) == ["ball", "juggling", "person"]
+    assert len(list((folder / "masks" / "juggling").glob("*.png"))) == 16
+
+
+def test_a_wan_prompt_lacking_the_verb_fails_in_one_line(tiny_wan_model_dir, video_factory, tmp_path):
+    result = run_cli("localize", video_factory(), "--concepts", "dog, running", "--model", tiny_wan_model_dir,
+                     "--prompt", "a dog on the grass", "-o", tmp_path / "out")
+    assert_one_line_error(result, 2, "running", "not in the prompt")
+    assert not (tmp_path / "out").exists()

@@ -25,14 +25,13 @@ import torch
 
 from vidseg.config import VidsegConfig
 from vidseg.errors import ConfigError
+from vidseg.postprocess import CHUNK_FRAMES
 from vidseg.probs import saliency_to_probs
 from vidseg.refine import to_labels
 from vidseg.video.read import open_video
 
 if TYPE_CHECKING:
     from vidseg.result import SaliencyResult
-
-CHUNK_FRAMES = 16  # frames post-processed per batch: bounds memory for long videos
 
 
 @dataclass
@@ -133,9 +132,10 @@ def localize(result: SaliencyResult, config: VidsegConfig) -> Localization:
     reference = result.sampled.permute(1, 0, 2, 3)  # [S, C, h, w]: calibrate on the whole video
     times = frame_times(result)
     frames = np.arange(result.info.num_frames)
-    strength = np.concatenate([
-        peak_strength(concept_probs(result.at_frames(frames[i:i + 256]), reference, config), cfg.peak_share).numpy()
-        for i in range(0, len(frames), 256)  # bounded memory for long videos
+    strength = np.concatenate([  # a chunk of frames at a time: bounded memory for long videos
+        peak_strength(concept_probs(result.at_frames(frames[i:i + CHUNK_FRAMES]), reference, config),
+                      cfg.peak_share).numpy()
+        for i in range(0, len(frames), CHUNK_FRAMES)
     ])  # [N, C]
     tracks = [ConceptTrack(c, strength[:, i].astype(np.float32),
                            decide_active(strength[:, i], times, threshold=cfg.threshold,
