@@ -95,6 +95,9 @@ MOTION_POST_ROWS = [
     ("fill gaps < 0.5 s", ["localize.max_gap_s=0.5"]),
     ("drop runs < 0.5 s", ["localize.min_active_s=0.5"]),
     ("peak share 0.1", ["localize.peak_share=0.1"]),
+    ("background logit 1.0", ["probs.background=1.0"]),
+    ("calibration: class, background 2 (real-video defaults)", ["probs.calibration=class", "probs.background=2.0"]),
+    ("calibration: clip, background 2", ["probs.calibration=clip", "probs.background=2.0"]),
 ]
 
 

@@ -35,6 +35,7 @@ validation token mIoU 0.559 at step 6,000, and mean IoU 0.562 through the librar
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import math
@@ -446,7 +447,8 @@ def main(argv: list[str] | None = None) -> int:
             log_file.write(json.dumps(record) + "\n")
             log_file.flush()
 
-    spec = TOY_SPEC
+    # Verbs need to see motion: the encoder also keeps each cell's change from frame to frame (colour_keeping_encoder).
+    spec = dataclasses.replace(TOY_SPEC, vae_encoder="colour-motion") if args.motion_p > 0 else TOY_SPEC
     pipeline = build_tiny_pipeline(spec, seed=args.seed)
     vae, transformer, scheduler = pipeline.vae.eval(), pipeline.transformer, pipeline.scheduler
     vae.requires_grad_(False)

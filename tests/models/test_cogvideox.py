@@ -349,3 +349,31 @@ def test_a_run_reduces_only_its_map_kind(tiny_model_dir, video_factory, monkeypa
     config.maps.kind = "imap"
     with pytest.raises(AssertionError, match="frame separation computed"):
         segmenter.with_config(config).compute_saliency(video, ["dog", "person"])
+
+
+def test_the_toy_encoder_keeps_colour_and_with_motion_where_something_moved():
+    """The toy model's VAE encoder is set, not trained: each latent cell keeps its quadrants' colour, and the
+    motion variant adds one channel that is large where a shape moves and small where nothing does."""
+    import dataclasses
+
+    from vidseg.models.cogvideox.backbone import encode_frames
+    from vidseg.models.cogvideox.parts import build_tiny_pipeline
+    from vidseg.models.tiny import TOY_SPEC
+    from vidseg.toyworld import render_motion_clip
+    from vidseg.video.sample import fit_frames
+
+    clip = render_motion_clip(0, num_frames=24)  # a triangle spinning in frames 8-17, a star sliding in 5-14
+    window = slice(8, 17)
+    pixels = fit_frames(clip.frames[window], TOY_SPEC.height, TOY_SPEC.width)[0]
+    plain = encode_frames(build_tiny_pipeline(TOY_SPEC).vae, pixels)[0]
+    motion = encode_frames(build_tiny_pipeline(dataclasses.replace(TOY_SPEC, vae_encoder="colour-motion")).vae,
+                           pixels)[0]  # [F, C, h, w]
+    assert torch.allclose(plain[:, :12], motion[:, :12], atol=1e-4)  # the colour channels are the same
+    assert plain[:, 14].abs().max() < 1e-3  # the plain encoder leaves the channel empty
+    truth = np.zeros(clip.labels[window].shape, bool)
+    for mask in clip.verbs.values():
+        truth |= mask[window]
+    for k, frames in ((1, range(1, 5)), (2, range(5, 9))):  # latent frames 1 and 2 of the window
+        moved = truth[list(frames)].any(0).reshape(32, 4, 48, 4).any(axis=(1, 3))
+        channel = motion[k, 14].abs().numpy()
+        assert channel[moved].mean() > 3 * channel[~moved].mean()

@@ -90,7 +90,8 @@ class SmallModelSpec:
     # The VAE's tile size; tiles are half of it. None: twice the clip, so the clip is encoded in one piece.
     vae_sample: tuple[int, int] | None = None
     # "random": the VAE's random initialisation; "colour": an encoder set to keep colour locally
-    # (colour_keeping_encoder), whose decoder stays random.
+    # (colour_keeping_encoder), whose decoder stays random; "colour-motion": the same plus a channel of the
+    # luminance change between frames (the toy model's verbs).
     vae_encoder: str = "random"
 
     @property

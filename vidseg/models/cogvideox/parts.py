@@ -113,8 +113,8 @@ def build_tiny_pipeline(spec: SmallModelSpec, *, rope: bool = False, seed: int =
         if spec.appended_words:
             tokenizer = tiny_tokenizer(spec.extra_words, spec.appended_words)
             text_encoder.resize_token_embeddings(max(len(tokenizer), 64), mean_resizing=False)
-    if spec.vae_encoder == "colour":
-        colour_keeping_encoder(vae)
+    if spec.vae_encoder in ("colour", "colour-motion"):
+        colour_keeping_encoder(vae, motion=spec.vae_encoder == "colour-motion")
     return CogVideoXPipeline(tokenizer=tokenizer, text_encoder=text_encoder, vae=vae, transformer=transformer,
                              scheduler=scheduler("cogvideox-5b" if rope else "cogvideox-2b"))
 
@@ -124,11 +124,12 @@ def build_tiny_pipeline(spec: SmallModelSpec, *, rope: bool = False, seed: int =
 # gradient (where an edge runs through it, and which way); the other latent channels are 0.
 _QUADRANT_CHANNELS = 12
 _COLOUR_CHANNELS = _QUADRANT_CHANNELS + 2
+# With motion=True, channel _COLOUR_CHANNELS: the cell's mean luminance change from one frame to the next.
 _SILU_OFFSET = 3.0  # norm_out's bias: SiLU is nearly linear (slope 0.93-1.05) around it
 
 
 @torch.no_grad()
-def colour_keeping_encoder(vae: Any) -> Any:
+def colour_keeping_encoder(vae: Any, *, motion: bool = False) -> Any:
     """Set an ``AutoencoderKLCogVideoX``'s encoder (two stride-2 stages, 16 channels wide) so each latent cell holds
     the mean colour of its four 2 x 2-pixel quadrants and its mean luminance gradient (averaged over the frames the
     causal VAE groups), then return ``vae``.
@@ -144,12 +145,18 @@ def colour_keeping_encoder(vae: Any) -> Any:
     one global affine map (channels are standardised over the clip), and ``conv_out`` keeps ``_COLOUR_CHANNELS`` as
     the posterior mean with a tiny variance. Only the encoder is set: the decoder stays random, so decoded frames
     mean nothing (vidseg never decodes).
+
+    ``motion``: one more latent channel holds each cell's luminance change from the previous frame, averaged over the
+    latent frame's frames (``conv_in``'s previous-frame tap). Averaging four frames into one latent frame leaves a
+    moving shape only a slight smear; a real video VAE keeps what happens between its four frames (its decoder
+    rebuilds them), and this channel keeps the part of it that says where something moved.
     """
     encoder = vae.encoder
     width = encoder.conv_in.conv.out_channels
     samplers = [s for block in encoder.down_blocks for s in block.downsamplers or []]
-    if len(samplers) != 2 or width < _COLOUR_CHANNELS or vae.config.latent_channels < _COLOUR_CHANNELS:
-        raise ValueError(f"a colour-keeping encoder needs 2 downsamplers and {_COLOUR_CHANNELS} channels, the VAE "
+    kept = _COLOUR_CHANNELS + int(motion)
+    if len(samplers) != 2 or width < kept or vae.config.latent_channels < kept:
+        raise ValueError(f"a colour-keeping encoder needs 2 downsamplers and {kept} channels, the VAE "
                          f"has {len(samplers)} and {width} / {vae.config.latent_channels}")
     for module in encoder.modules():
         if isinstance(module, (torch.nn.Conv2d, torch.nn.Conv3d)):
@@ -164,19 +171,23 @@ def colour_keeping_encoder(vae: Any) -> Any:
         conv_in[3, c, -1] = sobel / 3
         conv_in[4, c, -1] = sobel.T / 3
     # The downsamplers pad right / bottom, so taps 0-1 are the output cell's own 2 x 2 inputs.
-    for c in range(5):
+    if motion:  # channel 5: luminance now minus luminance one frame earlier (the causal conv's middle tap)
+        for c in range(3):
+            conv_in[5, c, -1, 1, 1] = 1.0 / 3
+            conv_in[5, c, -2, 1, 1] = -1.0 / 3
+    for c in range(6 if motion else 5):
         samplers[0].conv.weight[c, c, :2, :2] = 0.25
     for row in range(2):
         for col in range(2):
             for c in range(3):
                 samplers[1].conv.weight[3 * (2 * row + col) + c, c, row, col] = 1.0
-    for g in range(2):
+    for g in range(3 if motion else 2):  # the gradients (and the luminance change) averaged over 2 x 2 inputs
         samplers[1].conv.weight[_QUADRANT_CHANNELS + g, 3 + g, :2, :2] = 0.25
     # Residual branches: conv2 is zero, so each block returns its input.
     encoder.norm_out.weight.fill_(1.0)
     encoder.norm_out.bias.fill_(_SILU_OFFSET)
     conv_out = encoder.conv_out.conv
-    for c in range(_COLOUR_CHANNELS):
+    for c in range(kept):
         conv_out.weight[c, c, -1, 1, 1] = 1.0
         conv_out.bias[c] = -torch.nn.functional.silu(torch.tensor(_SILU_OFFSET))
     conv_out.bias[vae.config.latent_channels:] = -20.0  # log-variance: the posterior is its mean
