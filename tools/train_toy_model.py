@@ -101,6 +101,10 @@ class GroundingReader:
     where p > 1/3, near the IoU optimum for IoUs around 0.5. The feature probe keeps the balanced weights, which
     give the shapes a strong signal.
 
+    ``absent_to_null``: in the latent frames where a slot's concept is absent (a verb not being performed), its
+    pointing target is the padding slot's (the background), so the read-out's z-score over slots, which compares a
+    slot with the padding, drops there instead of staying high on the object.
+
     Args:
         targets: ``[B, slots, F, P]`` how much of each token each slot's object covers (last slot: background).
         weight: ``[B]`` per-clip weight of the loss (0 where the timestep is too noisy).
@@ -109,8 +113,9 @@ class GroundingReader:
     """
 
     def __init__(self, targets: torch.Tensor, weight: torch.Tensor, grid: tuple[int, int, int],
-                 decision: str = "iou"):
+                 decision: str = "iou", absent_to_null: bool = False):
         self.targets, self.weight, self.grid = targets, weight, grid
+        self.absent_to_null = absent_to_null
         cover, label = targets.max(dim=1)  # [B, F, P]
         one_hot = F.one_hot(label, targets.shape[1]).movedim(-1, 1) * (cover >= 0.5)[:, None]
         one_hot = one_hot.float()  # [B, S, F, P]; float, or the weights below round to integers
@@ -140,8 +145,14 @@ class GroundingReader:
         soft = logits.softmax(dim=-1)
         target = self.targets[:, None]  # [B, 1, S, F, P]
         present = (target.sum(-1) > 0.5).float()  # [B, 1, S, F]: the object is in this latent frame
-        mass = (soft * target).sum(-1).clamp_min(1e-6)
-        frame_weight = present * self.weight[:, None, None, None]
+        aim = target
+        if self.absent_to_null:  # where the concept is absent, its key points where the padding slot's does
+            aim = torch.where(present[..., None] > 0, target, target[:, :, -1:])
+            present_or_null = torch.maximum(present, (aim.sum(-1) > 0.5).float())
+        else:
+            present_or_null = present
+        mass = (soft * aim).sum(-1).clamp_min(1e-6)
+        frame_weight = present_or_null * self.weight[:, None, None, None]
         pointing_loss = -(mass.log() * frame_weight).sum() / frame_weight.sum().clamp_min(1) / H
         # Straight-through hard argmax: the forward uses the read-out's anchor, the backward the softmax's.
         hard = F.one_hot(logits.argmax(-1), logits.shape[-1]).to(soft)
@@ -572,7 +583,10 @@ def main(argv: list[str] | None = None) -> int:
             vcov = pool["verb_coverage"][batch]  # [B, F, P, 1 + verbs]
             verb_targets = torch.stack([torch.cat([vcov[b, :, :, torch.as_tensor(v) + 1], vcov[b, :, :, :1]], dim=-1)
                                         for b, v in enumerate(verb_order)]).permute(0, 3, 1, 2)
-            verb_reader = GroundingReader(verb_targets.to(device), aux_weight, grid, args.decision_weights)
+            # A verb is absent from the frames it is not performed in: there its key must look like the padding
+            # slot's, or the z-score over slots keeps it high on its object throughout (absent = null).
+            verb_reader = GroundingReader(verb_targets.to(device), aux_weight, grid, args.decision_weights,
+                                          absent_to_null=True)
             nouns, verbs = count, len(verb_order[0])
             stream_reader = SlotGroups([(reader, [*range(nouns), nouns + verbs]),
                                         (verb_reader, [*range(nouns, nouns + verbs), nouns + verbs])])
