@@ -30,6 +30,11 @@ The shipped ``--model toy`` (``vidseg/weights/toy``) is this script's run with `
 (defaults otherwise; ~65 min of steps at 0.66 s/step plus ~7 min building the pools on 2 CPU cores, 2026-12-05):
 validation token mIoU 0.559 at step 6,000, and mean IoU 0.562 through the library pipeline on
 ``tools/toy_bench.py``'s 24 held-out clips. The README says what the runs measured.
+
+Verbs (``--init DIR --motion-p P``): a fine-tune from a finished noun model on motion windows as well, with the
+encoder's motion channel. Tried three times (docs/toy-world.md); none localizes verbs in time, so none is shipped.
+The last: ``--init vidseg/weights/toy --motion-p 0.6 --steps 1500 --decay-steps 1500 --lr 5e-4 --pool 400
+--frame-pool 800 --motion-pool 1200``, scored at step 1,000.
 """
 
 from __future__ import annotations
