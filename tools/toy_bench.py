@@ -116,8 +116,10 @@ def score(segmenter: VideoSegmenter, result, truth: np.ndarray) -> dict[str, flo
     return class_ious(labels, truth, result.classes)
 
 
-def run_model(model_dir: str, clips, rows, post_rows, workers: int, log) -> list[dict]:
-    """Every row for one model: each model row is a model pass per clip; post rows reuse the first row's maps."""
+def run_rows(model_dir: str, clips, rows, post_rows, workers: int, log, score_clip, make_row) -> list[dict]:
+    """Every row for one model: each model row is a model pass per clip (``compute_saliency``, what ``vidseg
+    predict`` and ``vidseg localize`` run); post rows reuse the first row's maps. ``score_clip(segmenter, result,
+    clip's truth)`` scores one clip, ``make_row(name, settings, scores, seconds)`` builds the row."""
     model = load_model(model_dir)
     base_file = model_folder_config(model_dir)
 
@@ -134,13 +136,19 @@ def run_model(model_dir: str, clips, rows, post_rows, workers: int, log) -> list
             results.append(seg.compute_saliency(path, classes))
             seconds += time.perf_counter() - start
         first_results = first_results or results
-        out.append(_row(name, overrides, [score(seg, r, c[2]) for r, c in zip(results, clips)], seconds / len(clips)))
+        out.append(make_row(name, overrides, [score_clip(seg, r, c[2]) for r, c in zip(results, clips)],
+                            seconds / len(clips)))
         log(out[-1])
     for name, overrides in post_rows:
         seg = segmenter(overrides)
-        out.append(_row(name, overrides, [score(seg, r, c[2]) for r, c in zip(first_results, clips)], None))
+        out.append(make_row(name, overrides, [score_clip(seg, r, c[2]) for r, c in zip(first_results, clips)], None))
         log(out[-1])
     return out
+
+
+def run_model(model_dir: str, clips, rows, post_rows, workers: int, log) -> list[dict]:
+    """The noun rows: mean IoU of ``iter_labels``' masks."""
+    return run_rows(model_dir, clips, rows, post_rows, workers, log, score, _row)
 
 
 def _row(name: str, settings: list[str], scores: list[dict[str, float | None]], seconds: float | None) -> dict:
@@ -164,37 +172,15 @@ def make_motion_clips(count: int, folder: Path, first_seed: int = 0) -> list:
 
 
 def run_motion(model_dir: str, clips, rows, post_rows, workers: int, log) -> list[dict]:
-    """Every motion row for one model: model rows run the model per clip, post rows redo only the decision and the
-    masks on the first row's saliency."""
+    """The motion rows: each clip's saliency through ``vidseg.localize.localize`` and its masks, scored against the
+    clip's truth (post rows redo only the decision and the masks)."""
     from vidseg.localize import localize
 
-    model = load_model(model_dir)
-    base_file = model_folder_config(model_dir)
+    def score_clip(seg: VideoSegmenter, result, clip) -> dict:
+        truth = {c: clip.truth(c) for c in result.classes}
+        return score_localization(localize(result, seg.config), truth, seg.config)
 
-    def segmenter(overrides: list[str]) -> VideoSegmenter:
-        cfg = load_config(model_dir_config=base_file, overrides=overrides + [f"export.workers={workers}"])
-        cfg.validate()
-        return VideoSegmenter(model, cfg)
-
-    def scores(seg: VideoSegmenter, localizations) -> list[dict]:
-        return [score_localization(loc, {c: clip.truth(c) for c in concepts}, seg.config)
-                for loc, (_, concepts, clip) in zip(localizations, clips)]
-
-    out, first = [], []
-    for name, overrides in rows:
-        seg, localizations, seconds = segmenter(overrides), [], 0.0
-        for path, concepts, _ in clips:
-            start = time.perf_counter()
-            localizations.append(seg.localize_video(path, concepts))
-            seconds += time.perf_counter() - start
-        first = first or [loc.result for loc in localizations]
-        out.append(_motion_row(name, overrides, scores(seg, localizations), seconds / len(clips)))
-        log(out[-1])
-    for name, overrides in post_rows:
-        seg = segmenter(overrides)
-        out.append(_motion_row(name, overrides, scores(seg, [localize(r, seg.config) for r in first]), None))
-        log(out[-1])
-    return out
+    return run_rows(model_dir, clips, rows, post_rows, workers, log, score_clip, _motion_row)
 
 
 def _motion_row(name: str, settings: list[str], scores: list[dict], seconds: float | None) -> dict:

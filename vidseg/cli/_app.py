@@ -128,3 +128,50 @@ def split_class_names(values: Optional[list[str]]) -> list[str]:
     for value in values or []:
         names.extend(value.split(",") if "," in value else [value])
     return names
+
+
+def check_videos(videos: list[Any]) -> None:
+    """Open every video (one clear line for a missing or unreadable one) and refuse two that would write the same
+    ``OUT/<stem>/``: what the per-video commands check before loading a model."""
+    from vidseg.errors import ConfigError
+    from vidseg.video.read import open_video
+
+    for video in videos:
+        open_video(video)
+    stems = [v.stem for v in videos]
+    if len(set(stems)) != len(stems):
+        raise ConfigError("two videos share a file name; their outputs would collide in OUT/<stem>/")
+
+
+def dataset_event_printer() -> Callable[[Any], None]:
+    """``on_event`` for the resumable runners: a line per finished item (done, skipped, retried, failed, with the
+    reason and the rate of items done per hour)."""
+    import time
+
+    started, finished = time.perf_counter(), 0
+
+    def on_event(event: Any) -> None:
+        nonlocal finished
+        if event.outcome is None:
+            return
+        status = {"done": "green", "skipped": "cyan", "retry": "yellow"}.get(event.outcome.status, "red")
+        reason = f": {event.outcome.reason}" if event.outcome.reason and event.outcome.status != "done" else ""
+        rate = ""
+        if event.outcome.status == "done":
+            finished += 1
+            rate = f", {finished / (time.perf_counter() - started) * 3600:.0f} videos/h"
+        console.print(f"[{status}]{event.outcome.status}[/] {escape(event.video.name)} "
+                      f"({event.position}/{event.total}{rate}){escape(reason)}", highlight=False)
+
+    return on_event
+
+
+def end_dataset_run(summary: Any) -> None:
+    """Print a runner's summary; exit 128 + the signal if it was stopped, 1 if an item failed."""
+    for line in summary.lines():
+        console.print(line, highlight=False, markup=False)
+    if summary.interrupted:
+        raise typer.Exit(interrupt_exit_code())
+    if summary.with_status("failed"):
+        raise typer.Exit(1)
+

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.markup import escape
 
 from vidseg.cli import options as opt
 from vidseg.registry import EXPORT_FORMATS
-from vidseg.cli._app import app, handle_errors, interrupt_exit_code, split_class_names
-from vidseg.cli.progress import RichProgress, console
+from vidseg.cli._app import app, dataset_event_printer, end_dataset_run, handle_errors, split_class_names
+from vidseg.cli.progress import RichProgress
 
 
 @app.command()
@@ -89,20 +87,7 @@ def label(
     if use_ray:  # before any model work: a missing Ray or a bad count is one line
         labeler = RayLabeler(cfg, address=ray_address, num_actors=actors, gpus_per_actor=gpus_per_actor,
                              retries=retries)
-    started, finished = time.perf_counter(), 0
-
-    def on_event(event) -> None:
-        nonlocal finished
-        if event.outcome is None:
-            return
-        status = {"done": "green", "skipped": "cyan", "retry": "yellow"}.get(event.outcome.status, "red")
-        reason = f": {event.outcome.reason}" if event.outcome.reason and event.outcome.status != "done" else ""
-        rate = ""
-        if event.outcome.status == "done":
-            finished += 1
-            rate = f", {finished / (time.perf_counter() - started) * 3600:.0f} videos/h"
-        console.print(f"[{status}]{event.outcome.status}[/] {escape(event.video.name)} "
-                      f"({event.position}/{event.total}{rate}){escape(reason)}", highlight=False)
+    on_event = dataset_event_printer()
 
     with RichProgress(enabled=not quiet) as progress:
         if labeler is not None:
@@ -114,12 +99,7 @@ def label(
             progress.finish()
             summary = label_videos(segmenter, videos, out, classes=fixed, shard=shard_index, progress=progress,
                                    on_event=on_event)
-    for line in summary.lines():
-        console.print(line, highlight=False, markup=False)
-    if summary.interrupted:
-        raise typer.Exit(interrupt_exit_code())
-    if summary.with_status("failed"):
-        raise typer.Exit(1)
+    end_dataset_run(summary)
 
 
 def _fixed_classes(classes: Optional[list[str]], classes_file: Optional[Path]) -> Optional[list[str]]:

@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from vidseg.cli import options as opt
-from vidseg.cli._app import app, handle_errors, split_class_names
+from vidseg.cli._app import app, check_videos, dataset_event_printer, end_dataset_run, handle_errors, split_class_names
 from vidseg.cli.progress import RichProgress, console
 
 
@@ -58,7 +58,6 @@ def localize(
     from vidseg.files import check_writable
     from vidseg.localize import check_concepts
     from vidseg.pipeline import VideoSegmenter
-    from vidseg.video.read import open_video
 
     # Everything that can be checked without the model is checked first, so bad input fails in a second.
     if mevis is not None or mevis_videos is not None or judge_inputs or judge_prompt_from is not None:
@@ -74,11 +73,7 @@ def localize(
     if not concepts:
         raise ConfigError("no concepts given; pass the nouns and verbs to localize, e.g. --concepts \"dog, running\"")
     names = check_concepts(split_class_names(concepts))
-    for video in videos:
-        open_video(video)
-    stems = [v.stem for v in videos]
-    if len(set(stems)) != len(stems):
-        raise ConfigError("two videos share a file name; their outputs would collide in OUT/<stem>/")
+    check_videos(videos)
     check_writable(out)
     cfg = opt.build_config(settings, {"localize.threshold": localize_threshold,
                                       "localize.min_active_s": localize_min_active_s,
@@ -86,7 +81,6 @@ def localize(
     with RichProgress(enabled=not quiet) as progress:
         progress.start(f"load {cfg.model.source}")
         segmenter = VideoSegmenter.from_pretrained(config=cfg)
-        segmenter.model.check_settings(cfg, names)
         progress.finish()
         started = time.perf_counter()
         for folder in segmenter.localize(videos, names, out, progress=progress):
@@ -100,7 +94,6 @@ def localize_mevis_command(videos, concepts, out: Path, json_dir: Optional[Path]
                            shard: str, judge_inputs: bool, prompt_from: Optional[Path], settings: dict,
                            extra: dict, quiet: bool) -> None:
     """The --mevis batch run (``vidseg.runners.mevis.localize_mevis``)."""
-    from vidseg.cli._app import interrupt_exit_code
     from vidseg.datasets.mevis import mevis_clips
     from vidseg.errors import ConfigError
     from vidseg.evaluation.judge import read_judge_prompt
@@ -123,25 +116,13 @@ def localize_mevis_command(videos, concepts, out: Path, json_dir: Optional[Path]
     check_writable(out)
     cfg = opt.build_config(settings, extra)
 
-    def on_event(event) -> None:
-        if event.outcome is not None:
-            status = {"done": "green", "skipped": "cyan"}.get(event.outcome.status, "red")
-            reason = f": {event.outcome.reason}" if event.outcome.reason and event.outcome.status != "done" else ""
-            console.print(f"[{status}]{event.outcome.status}[/] {escape(event.video.name)} "
-                          f"({event.position}/{event.total}){escape(reason)}", highlight=False)
-
     with RichProgress(enabled=not quiet) as progress:
         progress.start(f"load {cfg.model.source}")
         segmenter = VideoSegmenter.from_pretrained(config=cfg)
         progress.finish()
-        summary = localize_mevis(segmenter, clips, out, shard=shard_index, judge=judge, on_event=on_event,
-                                 progress=progress)
-    for line in summary.lines():
-        console.print(line, highlight=False, markup=False)
-    if summary.interrupted:
-        raise typer.Exit(interrupt_exit_code())
-    if summary.with_status("failed"):
-        raise typer.Exit(1)
+        summary = localize_mevis(segmenter, clips, out, shard=shard_index, judge=judge,
+                                 on_event=dataset_event_printer(), progress=progress)
+    end_dataset_run(summary)
 
 
 def interval_table(folder: Path) -> Table:

@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from vidseg.cli import options as opt
-from vidseg.cli._app import app, handle_errors, split_class_names
+from vidseg.cli._app import app, check_videos, handle_errors, split_class_names
 from vidseg.cli.progress import RichProgress, console
 
 
@@ -35,19 +35,13 @@ def predict(
 ) -> None:
     """Segment VIDEOS by class name: OUT/<stem>/masks/00000.png ... (one per input frame, input resolution),
     labels.json (with a per-class summary, also printed), saliency.npz, overlay.mp4, saliency.mp4 and preview.png."""
-    from vidseg.errors import ConfigError
     from vidseg.files import check_writable
     from vidseg.models.text import check_classes
     from vidseg.pipeline import VideoSegmenter
-    from vidseg.video.read import open_video
 
     # Everything that can be checked without the model is checked first, so bad input fails in a second.
     names = check_classes(split_class_names(classes))
-    for video in videos:
-        open_video(video)
-    stems = [v.stem for v in videos]
-    if len(set(stems)) != len(stems):
-        raise ConfigError("two videos share a file name; their outputs would collide in OUT/<stem>/")
+    check_videos(videos)
     check_writable(out)
     cfg = opt.build_config(settings, {"export.format": export_format, "export.overlay": export_overlay,
                                       "export.heatmaps": export_heatmaps})
