@@ -40,6 +40,9 @@ class OracleBackbone(Backbone):
         plant: ``"flip"`` mirrors the maps left-right, ``"shift"`` reads each latent frame one video frame late,
             ``"latent-shift"`` gives each latent frame the next one's map, ``"reverse"`` reverses the latent frames
             of every window; None is the correct oracle.
+        null_noise: the scale of a smooth random field (seeded; mean 1, sd 1) that the null concept reads, and every class
+            under its own map: an absent class then reads exactly what the null concept reads, as a model's does at
+            best, and calibrations that rescale each class (``class``) lift it to a present class's level.
     """
 
     source = "oracle"
@@ -49,12 +52,13 @@ class OracleBackbone(Backbone):
     dtype = torch.float32
 
     def __init__(self, colours: dict[str, tuple[int, int, int]], plant: str | None = None,
-                 verbs: dict[str, list[tuple[int, int, int]]] | None = None):
+                 verbs: dict[str, list[tuple[int, int, int]]] | None = None, null_noise: float = 0.0):
         if plant not in PLANTS:
             raise ValueError(f"plant must be one of {PLANTS}")
         self.colours = colours
         self.verbs = verbs or {}
         self.plant = plant
+        self.null_noise = null_noise
         self.names: list[str] = []  # concept embeddings carry an index into this list
 
     @classmethod
@@ -131,6 +135,12 @@ class OracleBackbone(Backbone):
             maps_out = torch.cat([maps_out[:, 1:], maps_out[:, -1:]], dim=1)
         elif self.plant == "reverse":
             maps_out = maps_out.flip(1)
+        # The null concept (a slot holding no word) covers nothing, like an absent class.
+        maps_out = torch.cat([maps_out, maps_out.new_zeros(1, *maps_out.shape[1:])])
+        if self.null_noise:
+            field = np.random.default_rng(0).standard_normal((len(groups), h + 2, w + 2))
+            field = 1 + sum(field[:, i:i + h, j:j + w] for i in range(3) for j in range(3)) / 3  # mean 1, sd 1
+            maps_out = maps_out + self.null_noise * torch.from_numpy(field.astype(np.float32))[None]
         return {kind: maps_out for kind in kinds}
 
 

@@ -81,6 +81,27 @@ def test_from_pretrained_leaves_the_callers_config_alone(tiny_model_dir):
     assert cfg.to_dict() == before and segmenter.config.model.source == str(tiny_model_dir)
 
 
+def test_from_pretrained_loads_a_model_the_way_the_cli_does(tiny_model_dir):
+    from vidseg.cli.options import MODEL_SETTINGS, build_config, parameter_name
+    from vidseg.pipeline import VideoSegmenter
+
+    segmenter = VideoSegmenter.from_pretrained("toy")  # its preset and its folder's vidseg.yaml, as --model toy
+    assert segmenter.config.maps.layers == [3, 4, 5] and segmenter.config.model.source == "toy"
+    cli_settings = {parameter_name(name): None for name in MODEL_SETTINGS}
+    cli_settings |= {"model_source": str(tiny_model_dir), "preset": None, "config_path": None, "overrides": []}
+    from_cli = build_config(cli_settings)
+    assert VideoSegmenter.from_pretrained(str(tiny_model_dir)).config.to_dict() == from_cli.to_dict()
+
+
+def test_dict_overrides_take_dotted_and_nested_keys():
+    cfg = load_config(overrides={"model.source": "toy", "maps.kind": "gramcol", "crf": {"enabled": False}})
+    assert cfg.model.source == "toy" and cfg.maps.kind == "gramcol" and cfg.crf.enabled is False
+    with pytest.raises(ConfigError, match="section.key"):
+        load_config(overrides={"source": "toy"})
+    with pytest.raises(ConfigError, match="unknown key maps.knd"):
+        load_config(overrides={"maps.knd": "gramcol"})
+
+
 def test_presets_hold_only_what_differs_from_the_defaults():
     import yaml
     from importlib import resources

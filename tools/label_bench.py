@@ -24,7 +24,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from vidseg.config import load_config, model_folder_config, preset_for_model  # noqa: E402
+from vidseg.config import load_config  # noqa: E402
 from vidseg.datasets import discover_videos  # noqa: E402
 from vidseg.pipeline import VideoSegmenter  # noqa: E402
 from vidseg.runners import label_videos  # noqa: E402
@@ -69,8 +69,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from vidseg.runners.ray import RayLabeler
 
-    config = load_config(preset_for_model(args.model), model_dir_config=model_folder_config(args.model),
-                         overrides=[f"model.source={args.model}"])
+    config = load_config(model=args.model)
     config.export.format = "palette"  # toy class names are not VSPW classes
     config.validate()
     rows = {}

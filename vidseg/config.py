@@ -123,6 +123,17 @@ class ProbsConfig:
 
 
 @dataclass
+class PresenceConfig:
+    """Which asked-for classes are in the video; an absent class gets no pixel (see ``vidseg.presence``)."""
+
+    threshold: float | None = setting(0.0, "--presence-threshold", "A class is kept in a model window where its "
+                                      "presence score (its strongest tokens against the null concept, in units of "
+                                      "the maps' RMS) exceeds this; fit one with vidseg calibrate. null: keep every "
+                                      "class. Default: the preset's (0: the class beats the null concept).")
+    peak_share: float = 0.02  # the share of a window's tokens, its strongest for the class, the score averages
+
+
+@dataclass
 class UpsampleConfig:
     """Low-resolution probabilities to full resolution, guided by each frame."""
 
@@ -196,6 +207,7 @@ class VidsegConfig:
     inversion: InversionConfig = field(default_factory=InversionConfig)
     maps: MapsConfig = field(default_factory=MapsConfig)
     probs: ProbsConfig = field(default_factory=ProbsConfig)
+    presence: PresenceConfig = field(default_factory=PresenceConfig)
     upsample: UpsampleConfig = field(default_factory=UpsampleConfig)
     crf: CrfConfig = field(default_factory=CrfConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
@@ -229,6 +241,8 @@ class VidsegConfig:
         # The map layers and motion heads depend on the model: Backbone.check_settings checks them.
         if self.probs.temperature <= 0:
             raise ConfigError(f"probs.temperature is {self.probs.temperature}; it must be positive")
+        if not 0 < self.presence.peak_share <= 1:
+            raise ConfigError(f"presence.peak_share is {self.presence.peak_share}; it must be in (0, 1]")
         up, crf = self.upsample, self.crf
         if up.guided_radius <= 0 or up.guided_eps <= 0:
             raise ConfigError(f"upsample.guided_radius ({up.guided_radius}) and guided_eps ({up.guided_eps}) "
@@ -357,13 +371,23 @@ def model_folder_config(model: str | Path | None) -> Path | None:
 def load_config(
     preset: str | Path | None = None,
     *,
+    model: str | Path | None = None,
     model_dir_config: str | Path | None = None,
     user_config: str | Path | None = None,
     overrides: list[str] | dict[str, Any] | None = None,
 ) -> VidsegConfig:
     """Build a config from the layers described in the module docstring (validation is left to the caller,
-    after CLI options are applied). ``preset=None`` picks the one that fits the model folder's config (its
-    ``vidseg.yaml`` names the model) or the default model."""
+    after CLI options are applied).
+
+    ``model`` (hub id, local folder or ``toy``) loads the settings that model needs, as the CLI's ``--model``
+    does: its preset (unless ``preset`` is given), its folder's ``vidseg.yaml`` (unless ``model_dir_config`` is
+    given) and ``model.source``. ``preset=None`` otherwise picks the preset that fits the model folder's config
+    (its ``vidseg.yaml`` names the model) or the default model. ``overrides`` are ``["section.key=value"]``
+    strings or a mapping, nested (``{"maps": {"kind": "gramcol"}}``) or dotted (``{"maps.kind": "gramcol"}``).
+    """
+    if model is not None:
+        model_dir_config = model_dir_config or model_folder_config(model)
+        preset = preset or preset_for_model(model)
     if preset is None:
         section = read_yaml(model_dir_config).get("model", {}) if model_dir_config else {}
         named = section.get("source", section.get("model"))
@@ -373,10 +397,26 @@ def load_config(
     for extra in (model_dir_config, user_config):
         if extra is not None:
             merge(config, read_yaml(extra), str(extra))
+    if model is not None:
+        config.model.source = str(model)
     if overrides:
-        data = parse_overrides(overrides) if isinstance(overrides, list) else overrides
+        data = parse_overrides(overrides) if isinstance(overrides, list) else nest_overrides(overrides)
         merge(config, data, "--set")
     return config
+
+
+def nest_overrides(overrides: dict[str, Any]) -> dict[str, Any]:
+    """``{"maps.kind": "gramcol", "crf": {"enabled": False}}`` -> ``{"maps": {"kind": "gramcol"}, "crf": {...}}``."""
+    data: dict[str, Any] = {}
+    for key, value in overrides.items():
+        section, dot, name = str(key).partition(".")
+        if dot:
+            data.setdefault(section, {})[name] = value
+        elif isinstance(value, dict):
+            data.setdefault(section, {}).update(value)
+        else:
+            raise ConfigError(f"override {key!r} must be a section.key name (e.g. maps.kind) or a section mapping")
+    return data
 
 
 def _coerce(name: str, value: Any, hint: Any) -> Any:

@@ -91,7 +91,7 @@ class DemoJobs:
     def segment(self, video: str | Path | None, classes: str, *, settings: dict[str, str | None] | None = None,
                 progress: Any = None) -> dict[str, Any]:
         """One job: returns the paths of ``overlay``, ``heatmaps`` (or None), ``masks_zip`` and ``saliency`` and the
-        ``summary`` rows ``[class, frames present, mean area %, peak saliency]``."""
+        ``summary`` rows ``[class, present, frames labelled, mean area %, peak saliency]``."""
         from vidseg.errors import ConfigError
         from vidseg.export import HEATMAP_FILE, MASKS_DIR, OVERLAY_FILE, SALIENCY_FILE
         from vidseg.export.summary import ClassSummary
@@ -115,8 +115,8 @@ class DemoJobs:
                 archive.write(mask, f"{folder.name}/{mask.name}")
             archive.write(folder / "labels.json", f"{folder.name}/labels.json")
         self._forget_old_jobs()
-        summary = [[name, frames, round(area, 1), round(peak, 2)]
-                   for name, frames, area, peak in ClassSummary.rows(folder / "labels.json")]
+        summary = [[row.name, "yes" if row.present else "no", row.frames, round(row.area, 1), round(row.peak, 2)]
+                   for row in ClassSummary.rows(folder / "labels.json")]
         heatmaps = folder / HEATMAP_FILE
         return {"overlay": folder / OVERLAY_FILE, "heatmaps": heatmaps if heatmaps.exists() else None,
                 "masks_zip": masks_zip, "saliency": folder / SALIENCY_FILE, "summary": summary}
@@ -178,8 +178,8 @@ def build_demo(jobs: DemoJobs) -> Any:
                 overlay = gr.Video(label="Overlay", elem_id="overlay", autoplay=True, loop=True)
                 heatmaps = gr.Video(label="Heatmaps (probability per class)", elem_id="heatmaps", autoplay=True,
                                     loop=True)
-                summary = gr.Dataframe(headers=["class", "frames present", "mean area % (where present)",
-                                                "peak saliency"], label="Classes", elem_id="summary",
+                summary = gr.Dataframe(headers=["class", "present", "frames labelled",
+                                                "mean area % (where labelled)", "peak saliency"], label="Classes", elem_id="summary",
                                        interactive=False)
                 files = gr.File(label="Downloads: masks (zip) and saliency.npz", file_count="multiple",
                                 elem_id="downloads")

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from vidseg import postprocess
-from vidseg.config import VidsegConfig
+from vidseg.config import VidsegConfig, load_config
 from vidseg.errors import ConfigError, VidsegError
 from vidseg.export import run as export_run
 from vidseg.models.base import TextEmbeddings
@@ -54,16 +54,19 @@ class VideoSegmenter:
 
     @classmethod
     def from_pretrained(cls, model: str | None = None, *, config: VidsegConfig | None = None) -> "VideoSegmenter":
-        """Load weights (hub id or local diffusers folder; default ``config.model.source``).
+        """Load weights: a hub id, a local diffusers folder or ``toy`` (default ``config.model.source``).
 
-        A local folder's ``vidseg.yaml`` is not applied here: use ``vidseg.config.load_config`` with
-        ``model_dir_config`` (the CLI does) or pass a matching ``config``.
+        Without ``config`` the settings are the ones ``--model`` gives on the CLI: the model's preset and its
+        folder's ``vidseg.yaml`` (``vidseg.config.load_config(model=...)``). An explicit ``config`` is used as it is.
         """
         from vidseg.models.hub import load_model
 
-        config = copy.deepcopy(config) if config is not None else VidsegConfig()  # the caller's stays as it was
-        if model is not None:
-            config.model.source = model
+        if config is None:
+            config = load_config(model=model)
+        else:
+            config = copy.deepcopy(config)  # the caller's stays as it was
+            if model is not None:
+                config.model.source = model
         config.validate()
         m = config.model
         loaded = load_model(m.source, device=m.device, dtype=m.dtype, offload=m.offload, vae_tiling=m.vae_tiling)
@@ -158,6 +161,7 @@ class VideoSegmenter:
                 timestamps=info.timestamps,
             )
             by_kind: dict[str, list[torch.Tensor]] = {k: [] for k in kinds}
+            null_maps: list[torch.Tensor] = []
             for w, window in enumerate(plan.windows):
                 tag = f"window {w + 1}/{len(plan.windows)}" if len(plan.windows) > 1 else "video"
                 with _timed(seconds, "decode"):
@@ -166,13 +170,14 @@ class VideoSegmenter:
                     progress.finish()
                 maps, valid_box, timestep = self.window_saliency(frames, text, progress=progress, tag=tag,
                                                                  seconds=seconds, kinds=kinds)
-                for kind in kinds:
-                    by_kind[kind].append(maps[kind])
+                for kind in kinds:  # the classes, then the null concept
+                    by_kind[kind].append(maps[kind][:-1])
+                null_maps.append(maps[cfg.maps.kind][-1])
         window_maps = by_kind[cfg.maps.kind]
         return SaliencyResult(
             source=Path(video), classes=classes, prompt=prompt, info=info, plan=plan, window_maps=window_maps,
             sampled=blend_windows(plan, window_maps), valid_box=valid_box, timestep=timestep, seconds=seconds,
-            kind=cfg.maps.kind, window_maps_by_kind=by_kind,
+            kind=cfg.maps.kind, window_maps_by_kind=by_kind, window_null_maps=null_maps,
         )
 
     def iter_saliency(
@@ -223,8 +228,9 @@ class VideoSegmenter:
     ) -> tuple[dict[str, torch.Tensor], tuple[int, int, int, int], float]:
         """The model pass on one window: frames uint8 ``[num_frames, H, W, 3]`` → VAE → inversion → maps.
 
-        Returns the maps of ``config.maps.kind`` and of ``kinds``, each ``[C, F_lat, h, w]`` (cropped to the valid
-        region for ``resize: pad``), the valid box in model pixels and the read-out timestep.
+        Returns the maps of ``config.maps.kind`` and of ``kinds``, each ``[C + 1, F_lat, h, w]``, the classes then
+        the null concept (cropped to the valid region for ``resize: pad``), the valid box in model pixels and the
+        read-out timestep.
         """
         from vidseg.video.sample import crop_to_valid, fit_frames
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Collection, Iterator, Sequence
 import numpy as np
 
 from vidseg.config import VidsegConfig
+from vidseg.presence import decide_presence
 from vidseg.probs import saliency_to_probs
 from vidseg.refine import to_labels
 from vidseg.video.read import open_video
@@ -70,6 +71,7 @@ def iter_frame_outputs(
     # Calibrate on the whole video's maps, not chunk by chunk, so every frame is scaled alike.
     reference = result.sampled.permute(1, 0, 2, 3)  # [S, C, h, w]
     probs_config = config.probs
+    presence = decide_presence(result, config.presence.threshold, config.presence.peak_share)
     video = open_video(result.source, reader=config.video.reader,
                        frame_folder_fps=config.video.frame_folder_fps) if read_frames else nullcontext()
     with video as reader:
@@ -79,6 +81,7 @@ def iter_frame_outputs(
             probs = saliency_to_probs(
                 result.at_frames(chunk), temperature=probs_config.temperature, background=probs_config.background,
                 calibration=probs_config.calibration, reference=reference,
+                allowed=presence.frame_allowed(result.plan, chunk),
             ) if make_probs else None
             labels = to_labels(frames, probs, upsampler=config.upsample, crf=config.crf,
                                workers=config.export.workers if workers is None else workers) if make_labels else None

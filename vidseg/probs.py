@@ -38,6 +38,7 @@ def saliency_to_probs(
     background: float | None = 2.0,
     calibration: str = "class",
     reference: torch.Tensor | None = None,
+    allowed: torch.Tensor | np.ndarray | None = None,
 ) -> torch.Tensor:
     """Class probabilities from saliency maps.
 
@@ -47,6 +48,9 @@ def saliency_to_probs(
         background: background logit in calibrated units, or None for no background class.
         calibration: ``clip`` | ``class`` | ``otsu`` | ``none`` (module docstring).
         reference: ``[T', C, h, w]`` maps the calibration statistics are taken from (default: ``saliency``).
+        allowed: ``[T, C]`` bool, False where a class is absent from a frame (``vidseg.presence``): it gets
+            probability 0 there. Without a background class, a frame where no class is allowed keeps them all
+            (evaluation maps must give every pixel a class).
 
     Returns:
         float32 ``[T, C + 1, h, w]`` on ``saliency``'s device, index 0 = background, summing to 1 over dim 1.
@@ -62,6 +66,13 @@ def saliency_to_probs(
     shift, scale = calibration_stats(reference, calibration)  # [C], [C]
     logits = (saliency - shift[None, :, None, None]) / scale[None, :, None, None] / temperature
     T, C, h, w = saliency.shape
+    if allowed is not None:
+        allowed = torch.as_tensor(allowed, dtype=torch.bool, device=saliency.device)
+        if allowed.shape != (T, C):
+            raise ValueError(f"allowed must be [{T}, {C}], got {tuple(allowed.shape)}")
+        if background is None:
+            allowed = allowed | ~allowed.any(dim=1, keepdim=True)
+        logits = logits.masked_fill(~allowed[:, :, None, None], float("-inf"))
     if background is None:
         return torch.cat([saliency.new_zeros(T, 1, h, w), logits.softmax(dim=1)], dim=1)
     background_logits = saliency.new_full((T, 1, h, w), background / temperature)

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from vidseg.errors import ConfigError
-from vidseg.saliency_file import read_saliency_npz, write_saliency_npz
+from vidseg.saliency_file import read_null_maps, read_saliency_npz, write_saliency_npz
 from vidseg.video.read import VideoInfo
 from vidseg.video.sample import SamplingPlan
 
@@ -34,6 +34,9 @@ class SaliencyResult:
         kind: the map kind of ``window_maps`` (``maps.kind``).
         window_maps_by_kind: every map kind read in the pass (``kind`` included), window by window; in memory only
             (``saliency.npz`` keeps ``window_maps``).
+        window_null_maps: window i's map of the null concept ``[F_lat, h, w]`` (a text slot holding no word, read
+            like the classes), what ``vidseg.presence`` compares each class with; empty for an older
+            ``saliency.npz`` without it (every class is then taken as present).
     """
 
     source: Path
@@ -48,6 +51,7 @@ class SaliencyResult:
     seconds: dict[str, float] = field(default_factory=dict)
     kind: str = ""
     window_maps_by_kind: dict[str, list[torch.Tensor]] = field(default_factory=dict)
+    window_null_maps: list[torch.Tensor] = field(default_factory=list)
 
     def at_frames(self, frame_indices: Sequence[int] | np.ndarray) -> torch.Tensor:
         """Saliency of original frames ``frame_indices`` [T], interpolated linearly between the nearest sampled
@@ -62,9 +66,10 @@ class SaliencyResult:
         return (1 - a) * s[:, left].permute(1, 0, 2, 3) + a * s[:, right].permute(1, 0, 2, 3)
 
     def save(self, path: str | Path) -> Path:
-        """Write ``saliency.npz`` (atomically): the window maps in float16 ``[C, windows * F_lat, h, w]`` and the
-        sampling metadata ``load`` needs."""
+        """Write ``saliency.npz`` (atomically): the window maps in float16 ``[C, windows * F_lat, h, w]``, the null
+        concept's ``[windows * F_lat, h, w]`` and the sampling metadata ``load`` needs."""
         maps = torch.cat(self.window_maps, dim=1).to(torch.float16).numpy()
+        null = torch.cat(self.window_null_maps).numpy() if self.window_null_maps else None
         metadata = {
             "classes": self.classes,
             "prompt": self.prompt,
@@ -78,7 +83,7 @@ class SaliencyResult:
             "video_size": [self.info.height, self.info.width],
             "valid_box": list(self.valid_box),
         }
-        return write_saliency_npz(path, maps, metadata)
+        return write_saliency_npz(path, maps, metadata, null=null)
 
     @classmethod
     def load(cls, path: str | Path, video: str | Path, *, reader: str = "auto",
@@ -89,6 +94,7 @@ class SaliencyResult:
         from vidseg.video.sample import blend_windows
 
         maps, meta = read_saliency_npz(path)
+        null = read_null_maps(path)
         with open_video(video, reader=reader, frame_folder_fps=frame_folder_fps) as opened:
             info = opened.info
         if info.num_frames != meta["num_frames"]:
@@ -96,6 +102,7 @@ class SaliencyResult:
                               "pass the video the saliency was computed from")
         per_window = int(meta["latent_frames_per_window"])
         window_maps = list(torch.from_numpy(maps.astype(np.float32)).split(per_window, dim=1))
+        null_maps = [] if null is None else list(torch.from_numpy(null.astype(np.float32)).split(per_window))
         plan = SamplingPlan(
             num_frames=info.num_frames,
             sampled_frames=np.asarray(meta["sampled_frames"], dtype=np.int64),
@@ -105,5 +112,5 @@ class SaliencyResult:
         return cls(
             source=Path(video), classes=list(meta["classes"]), prompt=meta["prompt"], info=info, plan=plan,
             window_maps=window_maps, sampled=blend_windows(plan, window_maps), valid_box=tuple(meta["valid_box"]),
-            timestep=meta["timestep"],
+            timestep=meta["timestep"], window_null_maps=null_maps,
         )

@@ -63,7 +63,7 @@ def test_predict_summary_table_and_no_heatmaps(tiny_model_dir, video_factory, tm
     assert result.exit_code == 0, result.output
     assert not (out / "clip" / "saliency.mp4").exists() and not (out / "clip" / "preview.png").exists()
     table = result.output[result.output.index("clip: 9 frames"):]
-    assert "frames present" in table and "car" in table and "boat" in table
+    assert "frames labelled" in table and "present (score)" in table and "car" in table and "boat" in table
     assert set(json.loads((out / "clip" / "labels.json").read_text())["classes"]) == {"car", "boat"}
 
 

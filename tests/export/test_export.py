@@ -267,10 +267,11 @@ def test_feed_writers_computes_only_what_the_writers_consume(video_factory, stag
     assert all(set(consumed) == per_frame for _, _, consumed in writer.frames)
     shapes = {"frame": (48, 64, 3), "probs": (3, 4, 6), "labels": (48, 64)}
     assert all(v.shape == shapes[k] for _, _, consumed in writer.frames for k, v in consumed.items())
-    # The summary counts labels only when they were made for a writer; otherwise it has the peak saliency alone.
+    # The summary counts labels only when they were made for a writer; otherwise it has the peak saliency and the
+    # presence decision alone.
     stats = summary.as_dict()["dog"]
-    assert set(stats) == ({"frames_present", "mean_area_percent", "peak_saliency"} if "labels" in consumes
-                          else {"peak_saliency"})
+    always = {"peak_saliency", "presence_score", "present"}
+    assert set(stats) == (always | {"frames_present", "mean_area_percent"} if "labels" in consumes else always)
     assert stats["peak_saliency"] == pytest.approx(float(result.sampled[1].max()), abs=1e-4)
 
 

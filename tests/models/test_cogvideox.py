@@ -237,6 +237,25 @@ def test_compact_equals_full(transformer, num_concepts: int) -> None:
         torch.testing.assert_close(compact[name], full[name], rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("concept_slots", ["compact", "full"])
+def test_the_null_concept_reads_what_an_empty_slot_reads(transformer, concept_slots: str) -> None:
+    # A class whose embedding is zero is a padding slot under another name: its map must be the null concept's.
+    latents, prompt_embeds, concept_embeds = make_inputs(3)
+    concept_embeds[2] = 0
+    kwargs = dict(layers=[0, 1, 2], top_k_heads=2, concept_slots=concept_slots)
+    maps = read_concept_maps(transformer, latents, 400, prompt_embeds, concept_embeds, with_null=True, **kwargs)
+    plain = read_concept_maps(transformer, latents, 400, prompt_embeds, concept_embeds, **kwargs)
+    for name in ("imap", "gramcol"):
+        assert maps[name].shape == (4, 3, 4, 6)
+        torch.testing.assert_close(maps[name][:3], plain[name], rtol=0, atol=0)
+        torch.testing.assert_close(maps[name][3], maps[name][2], rtol=1e-5, atol=1e-5)
+        assert (maps[name][3] - maps[name][0]).abs().max() > 0.1  # and not what a real concept reads
+    # Every slot holding a concept leaves no null slot: the null map is then zeros.
+    latents, prompt_embeds, concept_embeds = make_inputs(TEXT_LEN)
+    full = read_concept_maps(transformer, latents, 400, prompt_embeds, concept_embeds, with_null=True, **kwargs)
+    assert full["imap"].shape[0] == TEXT_LEN + 1 and not full["imap"][-1].any()
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # The processor swap
 

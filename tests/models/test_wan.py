@@ -124,13 +124,16 @@ def test_wan_maps_equal_the_literal_restatement(wan, wan_inputs, slots):
     _, _, prompt_embeds, concepts, latents = wan_inputs
     transformer = copy.deepcopy(wan.transformer).double()
     prompt_embeds, latents = prompt_embeds.double(), latents.double()
-    expected = _literal_readout(transformer, latents, 818.0, prompt_embeds, concepts.tolist(), [0, 1], top_k=1)
+    # The null concept is the first padding token.
+    rows = concepts.tolist() + [prompt_length(prompt_embeds)]
+    expected = _literal_readout(transformer, latents, 818.0, prompt_embeds, rows, [0, 1], top_k=1)
     got = read_cross_attention_maps(transformer, latents, 818.0, prompt_embeds, concepts, layers=[0, 1],
-                                    top_k_heads=1, concept_slots=slots)
+                                    top_k_heads=1, concept_slots=slots, with_null=True)
     assert set(got) == {"imap", "gramcol", "cross_attention"}
     for name in got:
-        assert got[name].shape == (3, 3, 4, 6)
+        assert got[name].shape == (4, 3, 4, 6)
         torch.testing.assert_close(got[name], expected[name], atol=1e-4, rtol=1e-4, msg=name)
+        assert not torch.allclose(got[name][3], got[name][0], rtol=1e-2, atol=0), name
 
 
 def test_wan_processor_leaves_the_output_bit_identical_and_is_restored(wan, wan_inputs):

@@ -11,7 +11,7 @@ from typing import Any, Callable, Optional
 
 import typer
 
-from vidseg.config import VidsegConfig, load_config, model_folder_config, preset_for_model, set_setting, setting_fields
+from vidseg.config import VidsegConfig, load_config, set_setting, setting_fields
 
 PresetOpt = typer.Option(None, "--preset", help="Model preset from configs/ (the model families' published "
                                                 "checkpoints, e.g. cogvideox-2b, wan2.1-1.3b). Default: the one that "
@@ -24,8 +24,8 @@ DebugOpt = typer.Option(False, "--debug", help="Show tracebacks for errors.")
 # The settings every segmenting command takes as options, by their YAML names; per-command ones (export.format,
 # export.overlay, ...) are declared by the command with ``setting_option``.
 MODEL_SETTINGS = ("model.source", "model.device", "model.dtype", "model.offload", "video.sample_fps",
-                  "inversion.method", "inversion.prompt", "maps.kind", "upsample.method", "upsample.anyup_checkpoint",
-                  "crf.enabled", "export.workers")
+                  "inversion.method", "inversion.prompt", "maps.kind", "presence.threshold", "upsample.method",
+                  "upsample.anyup_checkpoint", "crf.enabled", "export.workers")
 # Options that choose where settings come from rather than set one: (parameter, type, option).
 _SOURCE_OPTIONS = (("preset", Optional[str], PresetOpt), ("config_path", Optional[Path], ConfigOpt),
                    ("overrides", Optional[list[str]], SetOpt))
@@ -78,8 +78,8 @@ def build_config(settings: dict[str, Any], extra: dict[str, Any] | None = None) 
     (``{"export.format": ...}``). Options left at None keep the value the layers below gave.
     """
     model = settings["model_source"]
-    cfg = load_config(settings["preset"] or preset_for_model(model), model_dir_config=model_folder_config(model),
-                      user_config=settings["config_path"], overrides=settings["overrides"])
+    cfg = load_config(settings["preset"], model=model, user_config=settings["config_path"],
+                      overrides=settings["overrides"])
     values = {name: settings[parameter_name(name)] for name in MODEL_SETTINGS} | (extra or {})
     for name, value in values.items():
         if value is not None:

@@ -64,12 +64,14 @@ def class_table(folder: Path) -> Table:
     num_frames = json.loads((folder / "labels.json").read_text())["num_frames"]
     rows = ClassSummary.rows(folder / "labels.json")
     table = Table(title=f"{folder.name}: {num_frames} frames", title_justify="left")
-    for column in ("class", "frames present", "mean area % (where present)", "peak saliency"):
+    for column in ("class", "present (score)", "frames labelled", "mean area % (where labelled)", "peak saliency"):
         table.add_column(column, justify="left" if column == "class" else "right")
-    for name, frames, area, peak in rows:
-        table.add_row(escape(name), "—" if frames is None else f"{frames}", "—" if area is None else f"{area:.1f}",
-                      f"{peak:.2f}")
-    if any(frames is None for _, frames, _, _ in rows):
-        table.caption = "—: a maps-only export makes no labels, so presence and area are unknown"
+    for row in rows:
+        score = "" if row.presence_score is None else f" ({row.presence_score:.2f})"
+        table.add_row(escape(row.name), ("yes" if row.present else "no") + score,
+                      "—" if row.frames is None else f"{row.frames}", "—" if row.area is None else f"{row.area:.1f}",
+                      f"{row.peak:.2f}")
+    if any(row.frames is None for row in rows):
+        table.caption = "—: a maps-only export makes no labels, so their frames and area are unknown"
         table.caption_justify = "left"
     return table

@@ -16,6 +16,7 @@ from vidseg.export.summary import ClassSummary
 from vidseg.export.writer import MAPS
 from vidseg.files import atomic_dir, write_error
 from vidseg.postprocess import FRAME_OUTPUTS, iter_frame_outputs
+from vidseg.presence import decide_presence
 from vidseg.progress import NoProgress, Progress
 from vidseg.version import __version__
 
@@ -50,7 +51,7 @@ def export_labels(
     """
     out_dir = Path(out_dir)
     export = config.export
-    indices = _frame_indices(result, frame_names)
+    indices = frame_indices_of(result, frame_names)
     try:
         with atomic_dir(out_dir) as tmp:
             writers = [SaliencyNpzWriter(tmp / SALIENCY_FILE), *make_writers(
@@ -90,7 +91,8 @@ def feed_writers(
     if not all(writer.uses_background for writer in writers):  # vspw: every pixel gets one of the classes
         config = copy.deepcopy(config)
         config.probs.background = None
-    summary = ClassSummary(result.classes, result.sampled.numpy(), with_labels="labels" in needs)
+    presence = decide_presence(result, config.presence.threshold, config.presence.peak_share)
+    summary = ClassSummary(result.classes, result.sampled.numpy(), presence, with_labels="labels" in needs)
     frame_writers = [writer for writer in writers if writer.consumes & FRAME_OUTPUTS]
     progress.start("refine + export" if "labels" in needs else "export",
                    total=len(frame_indices) if frame_writers else None)
@@ -113,7 +115,7 @@ def feed_writers(
     return summary
 
 
-def _frame_indices(result: SaliencyResult, frame_names: Sequence[str] | None) -> np.ndarray:
+def frame_indices_of(result: SaliencyResult, frame_names: Sequence[str] | None) -> np.ndarray:
     """The indices of ``frame_names`` in ``result``'s video (all frames when None)."""
     if frame_names is None:
         return np.arange(result.info.num_frames)

@@ -4,21 +4,37 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import numpy as np
 
+from vidseg.presence import Presence
+
+
+class ClassRow(NamedTuple):
+    """One class's line of the summary table, from ``labels.json``."""
+
+    name: str
+    frames: int | None  # frames with labels of the class; None where no labels were made
+    area: float | None  # its mean area there, % of the frame
+    peak: float  # peak saliency
+    presence_score: float | None  # None: no presence decision was possible (an older saliency.npz)
+    present: bool
+
 
 class ClassSummary:
-    """Per class of a video: its peak saliency (the largest value of its raw map, in the map's own z-score units)
-    and, when labels are made, the frames where it is present and its mean area there (% of the frame).
+    """Per class of a video: its presence score and decision (``vidseg.presence``), its peak saliency (the largest
+    value of its raw map, in the map's own z-score units) and, when labels are made, the frames where it has pixels
+    and its mean area there (% of the frame).
 
-    ``with_labels=False`` is a maps-only export's summary: no labels exist, so it holds the peak saliency alone and
-    ``labels.json`` has no ``frames_present`` or ``mean_area_percent`` (never a made-up 0).
+    ``with_labels=False`` is a maps-only export's summary: no labels exist, so it holds no ``frames_present`` or
+    ``mean_area_percent`` (never a made-up 0).
     """
 
-    def __init__(self, class_names: Sequence[str], sampled_maps: np.ndarray, *, with_labels: bool = True):
+    def __init__(self, class_names: Sequence[str], sampled_maps: np.ndarray, presence: Presence, *,
+                 with_labels: bool = True):
         self.class_names = list(class_names)
+        self.presence = presence.as_dict()
         self.with_labels = with_labels
         self.frames = np.zeros(len(self.class_names), dtype=np.int64)
         self.area = np.zeros(len(self.class_names), dtype=np.float64)
@@ -34,19 +50,18 @@ class ClassSummary:
         self.num_frames += 1
 
     @staticmethod
-    def rows(labels_json: str | Path) -> list[tuple[str, int | None, float | None, float]]:
-        """``(class, frames present, mean area %, peak saliency)`` per class, from a written ``labels.json``; frames
-        and area are None where no labels were made (a maps-only export)."""
+    def rows(labels_json: str | Path) -> list[ClassRow]:
+        """Each class's ``ClassRow`` from a written ``labels.json``."""
         classes = json.loads(Path(labels_json).read_text())["classes"]
-        return [(name, s.get("frames_present"), s.get("mean_area_percent"), s["peak_saliency"])
-                for name, s in classes.items()]
+        return [ClassRow(name, s.get("frames_present"), s.get("mean_area_percent"), s["peak_saliency"],
+                         s.get("presence_score"), s.get("present", True)) for name, s in classes.items()]
 
-    def as_dict(self) -> dict[str, dict[str, float | int]]:
-        """``{class: {"frames_present", "mean_area_percent" (over those frames), "peak_saliency"}}``, the first two
-        only ``with_labels``."""
-        summary: dict[str, dict[str, float | int]] = {}
+    def as_dict(self) -> dict[str, dict[str, float | int | bool | None]]:
+        """``{class: {"present", "presence_score", "frames_present", "mean_area_percent" (over those frames),
+        "peak_saliency"}}``, the frames and area only ``with_labels``."""
+        summary: dict[str, dict[str, float | int | bool | None]] = {}
         for c, name in enumerate(self.class_names):
-            stats: dict[str, float | int] = {}
+            stats: dict[str, float | int | bool | None] = dict(self.presence[name])
             if self.with_labels:
                 stats["frames_present"] = int(self.frames[c])
                 stats["mean_area_percent"] = round(float(self.area[c] / self.frames[c]), 3) if self.frames[c] else 0.0

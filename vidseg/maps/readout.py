@@ -105,13 +105,17 @@ class MapReadout:
         top_k_heads: motion heads per layer averaged into the IMAP.
         slot_weights: ``[slots]`` how many text slots each slot stands for (see ``zscore_over_slots``); the
             attention weights add log n0 to the logit of a slot standing for n0 identical ones.
+        null_row: the slot of the null concept (a padding slot) whose map ``maps(with_null=True)`` appends; None
+            when every slot holds a concept.
     """
 
     def __init__(self, kinds: Sequence[str], concept_rows: Sequence[int] | int, grid: tuple[int, int, int],
-                 top_k_heads: int, slot_weights: torch.Tensor):
+                 top_k_heads: int, slot_weights: torch.Tensor, null_row: int | None = None):
         self.kinds: dict[str, MapKind] = {name: MAP_KINDS.load(name) for name in kinds}
-        rows = range(concept_rows) if isinstance(concept_rows, int) else concept_rows
-        self.concept_rows = torch.as_tensor(list(rows), dtype=torch.long)
+        rows = list(range(concept_rows) if isinstance(concept_rows, int) else concept_rows)
+        self.num_concepts = len(rows)
+        # The null concept's map is reduced like another concept's: one more row, split off by maps().
+        self.read_rows = torch.as_tensor(rows + ([] if null_row is None else [null_row]), dtype=torch.long)
         self.grid = grid
         self.top_k_heads = top_k_heads
         self.slot_weights = slot_weights
@@ -132,7 +136,7 @@ class MapReadout:
         query_video = query_video.unflatten(1, (num_frames, grid_h * grid_w))
         num_slots, head_dim = concept_keys.shape[1], out_video.shape[-1]
         device = out_video.device
-        rows = self.concept_rows.to(device)
+        rows = self.read_rows.to(device)
         shape = (num_frames, grid_h * grid_w, len(rows))
         if self.num_reads == 0:
             if self._gram_kinds:
@@ -173,15 +177,26 @@ class MapReadout:
         """Sum over heads of softmax over slots of q.k / sqrt(d), at the concept rows -> ``[frames, patches, C]``."""
         dtype = torch.promote_types(q.dtype, torch.float32)
         logits = torch.einsum("hfpd,hsd->hfps", q.to(dtype), k.to(dtype)) / math.sqrt(q.shape[-1])
-        logits = logits + self.slot_weights.to(logits).log()  # a slot standing for n0 copies weighs n0 times
-        return logits.softmax(dim=-1).index_select(-1, rows).sum(0).double()
+        weights = self.slot_weights.to(logits)
+        logits = logits + weights.log()  # a slot standing for n0 copies weighs n0 times
+        # ... and each copy gets a share of its weight (the null row is one padding slot's, as with all slots).
+        return (logits.softmax(dim=-1).index_select(-1, rows) / weights[rows]).sum(0).double()
 
-    def maps(self) -> dict[str, torch.Tensor]:
+    def maps(self, *, with_null: bool = False) -> dict[str, torch.Tensor]:
         """The kinds asked for: float32 CPU ``[concepts, latent_frames, grid_h, grid_w]``, mean over the read
-        layers."""
+        layers. ``with_null`` appends the null concept's map, reduced like the concepts' (``[concepts + 1, ...]``):
+        what a slot holding no word reads, the contrast a presence decision needs. It is all zeros when the
+        read-out has no null row (every text slot holds a concept)."""
         if self.num_reads == 0:
             raise RuntimeError("no map layer was read: run the transformer inside an instrumented forward")
         sums = {name: self.gram_sums[i] for i, name in enumerate(self._gram_kinds)}
         sums.update({name: self.attention_sums for name in self._attention_kinds})
-        return {name: (sums[name] / self.num_reads).permute(2, 0, 1).unflatten(2, self.grid[1:]).float().cpu()
-                .contiguous() for name in self.kinds}
+        out = {}
+        for name in self.kinds:
+            maps = (sums[name] / self.num_reads).permute(2, 0, 1).unflatten(2, self.grid[1:]).float().cpu()
+            if not with_null:
+                maps = maps[:self.num_concepts]
+            elif len(self.read_rows) == self.num_concepts:
+                maps = torch.cat([maps, maps.new_zeros(1, *maps.shape[1:])])
+            out[name] = maps.contiguous()
+        return out

@@ -121,8 +121,10 @@ class Backbone(ABC):
     @abstractmethod
     def read_maps(self, noisy: torch.Tensor, timestep: float, text: TextEmbeddings, maps: Any,
                   kinds: Sequence[str]) -> dict[str, torch.Tensor]:
-        """The instrumented forward: ``{kind: [C, latent_frames, grid_h, grid_w]}`` float32 CPU maps for each of
-        ``kinds``, read with ``maps`` (a ``vidseg.config.MapsConfig``: layers, motion heads, concept slots)."""
+        """The instrumented forward: ``{kind: [C + 1, latent_frames, grid_h, grid_w]}`` float32 CPU maps for each
+        of ``kinds``, read with ``maps`` (a ``vidseg.config.MapsConfig``: layers, motion heads, concept slots): the
+        C classes, then the null concept (a text slot holding no word, read like the classes), which the presence
+        decision compares each class with."""
 
     def inversion_steps(self, inversion: Any) -> int | None:
         """How many model evaluations ``noise_to_readout`` makes (a progress total), None when it makes none."""

@@ -96,13 +96,14 @@ class CogVideoXBackbone(DiffusersBackbone):
     @torch.no_grad()
     def read_maps(self, noisy: torch.Tensor, timestep: float, text: TextEmbeddings, maps: Any,
                   kinds: Sequence[str]) -> dict[str, torch.Tensor]:
-        """The concept-stream read-out forward: ``kinds`` maps ``[C, F, h, w]`` on the token grid."""
+        """The concept-stream read-out forward: ``kinds`` maps ``[C + 1, F, h, w]`` on the token grid, the null
+        concept last."""
         from vidseg.models.cogvideox.capture import read_concept_maps
 
         return read_concept_maps(
             self.transformer, noisy.to(self.dtype), int(timestep), text.prompt_embeds.to(self.device, self.dtype),
             text.concepts.to(self.device, self.dtype), kinds=kinds, layers=maps.layers,
-            top_k_heads=maps.top_k_heads, concept_slots=maps.concept_slots,
+            top_k_heads=maps.top_k_heads, concept_slots=maps.concept_slots, with_null=True,
         )
 
 

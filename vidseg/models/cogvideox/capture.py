@@ -255,7 +255,9 @@ def concept_stream_attention(
     slot_inputs[:, :num_concepts] = concept_embeds.to(slot_inputs)
     slot_weights = torch.ones(num_slots, dtype=torch.float32, device=slot_inputs.device)
     slot_weights[-1] = null_weight
-    readout = reader if reader is not None else MapReadout(kinds, num_concepts, grid, top_k_heads, slot_weights)
+    null_row = num_concepts if num_null > 0 else None  # the first padding slot: the null concept
+    readout = reader if reader is not None else MapReadout(kinds, num_concepts, grid, top_k_heads, slot_weights,
+                                                           null_row=null_row)
     stream = ConceptStream(text_proj(slot_inputs), null_weight, map_layers, readout)
 
     blocks = transformer.transformer_blocks
@@ -295,6 +297,7 @@ def read_concept_maps(
     layers: Sequence[int],
     top_k_heads: int = 5,
     concept_slots: str = "compact",
+    with_null: bool = False,
 ) -> dict[str, torch.Tensor]:
     """Read the maps of each class name from one CogVideoX forward (method.md §5-§9).
 
@@ -309,15 +312,16 @@ def read_concept_maps(
         layers: blocks averaged into the maps (0-based).
         top_k_heads: motion heads per layer, by frame separation, averaged into the IMAP.
         concept_slots: ``"compact"`` (exact, C + 1 slots) or ``"full"`` (all text slots literally).
+        with_null: append the null concept's map (a padding slot's) to each kind's maps.
 
     Returns:
-        float32 CPU ``[C, latent_frames, grid_h, grid_w]`` maps of each kind: ``imap`` (the official
-        ``sel_imap_layers``: mean over the top-k heads, then over layers), ``gramcol`` (``imap_layers``: sum over
-        all heads, then mean over layers), z-scored over the text slots per head.
+        float32 CPU ``[C, latent_frames, grid_h, grid_w]`` maps of each kind (``[C + 1, ...]`` with ``with_null``):
+        ``imap`` (the official ``sel_imap_layers``: mean over the top-k heads, then over layers), ``gramcol``
+        (``imap_layers``: sum over all heads, then mean over layers), z-scored over the text slots per head.
     """
     check_one_video(noisy_latents)
     grid = check_video_grid(token_grid(transformer.config, noisy_latents))
     with concept_stream_attention(transformer, concept_embeds, grid, kinds=kinds, layers=layers,
                                   top_k_heads=top_k_heads, concept_slots=concept_slots) as readout:
         predict_velocity(transformer, noisy_latents, int(timestep), prompt_embeds)
-    return readout.maps()
+    return readout.maps(with_null=with_null)

@@ -130,13 +130,13 @@ class WanBackbone(DiffusersBackbone):
     @torch.no_grad()
     def read_maps(self, noisy: torch.Tensor, timestep: float, text: TextEmbeddings, maps: Any,
                   kinds: Sequence[str]) -> dict[str, torch.Tensor]:
-        """The instrumented forward: ``kinds`` maps ``[C, F, h, w]`` on the token grid."""
+        """The instrumented forward: ``kinds`` maps ``[C + 1, F, h, w]`` on the token grid, the null concept last."""
         from vidseg.models.wan.capture import read_cross_attention_maps
 
         return read_cross_attention_maps(
             self.transformer, noisy.to(self.dtype), timestep, text.prompt_embeds.to(self.device, self.dtype),
             text.concepts, kinds=kinds, layers=maps.layers, top_k_heads=maps.top_k_heads,
-            concept_slots=maps.concept_slots)
+            concept_slots=maps.concept_slots, with_null=True)
 
 
 def token_grid(config: Mapping[str, Any], latents: torch.Tensor) -> tuple[int, int, int]:

@@ -130,7 +130,9 @@ def cross_attention_readout(
         weights[-1] = total - length
     else:
         slots, weights = torch.arange(total), torch.ones(total)
-    readout = MapReadout(kinds, concepts.tolist(), grid, top_k_heads, weights.to(prompt_embeds.device))
+    null_row = length if length < total else None  # the first padding slot: the null concept
+    readout = MapReadout(kinds, concepts.tolist(), grid, top_k_heads, weights.to(prompt_embeds.device),
+                         null_row=null_row)
     original = transformer.attn_processors
     instrumented = dict(original)
     for i in map_layers:
@@ -154,6 +156,7 @@ def read_cross_attention_maps(
     layers: Sequence[int],
     top_k_heads: int = 3,
     concept_slots: str = "compact",
+    with_null: bool = False,
 ) -> dict[str, torch.Tensor]:
     """Read the maps of each class name from one Wan2.1 forward (method.md §19.2).
 
@@ -165,9 +168,11 @@ def read_cross_attention_maps(
         concepts: long ``[C]`` prompt-token positions of the class names.
         kinds: the map kinds to reduce; None: every kind Wan gives.
         layers, top_k_heads, concept_slots: as for ``cross_attention_readout``.
+        with_null: append the null concept's map (the first padding token's) to each kind's maps.
 
     Returns:
-        float32 CPU ``[C, latent_frames, grid_h, grid_w]`` maps of each kind: ``imap`` and ``gramcol`` as for
+        float32 CPU ``[C, latent_frames, grid_h, grid_w]`` (``[C + 1, ...]`` with ``with_null``) maps of each
+        kind: ``imap`` and ``gramcol`` as for
         CogVideoX, ``cross_attention`` (``cross_attention_maps_layers``: the mean over heads of the softmax over
         the 512 slots).
     """
@@ -176,4 +181,4 @@ def read_cross_attention_maps(
     with cross_attention_readout(transformer, prompt_embeds, concepts, grid, kinds=kinds, layers=layers,
                                  top_k_heads=top_k_heads, concept_slots=concept_slots) as readout:
         predict_flow(transformer, noisy_latents, timestep, prompt_embeds)
-    return readout.maps()
+    return readout.maps(with_null=with_null)
