@@ -45,7 +45,9 @@ from vidseg.models.hub import load_model  # noqa: E402
 from vidseg.models.tiny import TOY_SPEC, make_tiny_model, save_small_pipeline  # noqa: E402
 from vidseg.pipeline import VideoSegmenter  # noqa: E402
 from vidseg.evaluation.motion import score_localization  # noqa: E402
-from vidseg.toyworld import SHAPES, VERBS, class_ious, render_clip, render_motion_clip, write_toy_clip  # noqa: E402
+from vidseg.toyworld import (  # noqa: E402
+    SHAPES, VERBS, absent_pixels, class_ious, render_clip, render_motion_clip, shape_label, write_toy_clip,
+)
 
 # (row name, settings that need the model pass again)
 MODEL_ROWS = [
@@ -161,6 +163,72 @@ def _row(name: str, settings: list[str], scores: list[dict[str, float | None]], 
             "model_s_per_clip": seconds}
 
 
+VOCABULARY_ROWS = [
+    ("all four shapes (the preset: presence decision)", []),
+    ("all four shapes, prompt \"A video.\"", ["inversion.prompt=A video."]),
+]
+VOCABULARY_POST_ROWS = [
+    ("all four shapes, no presence decision", ["presence.threshold=null"]),
+    ("presence threshold 0 (the library default)", ["presence.threshold=0.0"]),
+    ("presence threshold 0.25", ["presence.threshold=0.25"]),
+    ("presence threshold 0.5", ["presence.threshold=0.5"]),
+    ("presence threshold 1.0", ["presence.threshold=1.0"]),
+]
+
+
+def run_vocabulary(model_dir: str, clips, workers: int, log) -> list[dict]:
+    """The full-vocabulary protocol: every clip asked for all four shapes (rows above), beside the present-only
+    protocol (the preset, with and without the presence decision). Each row: mean IoU over the present shapes, the
+    share of pixels the absent shapes took, and the presence decision's accuracy and AUROC over (clip, shape)."""
+    from vidseg.presence import decide_presence
+
+    def score_clip(seg: VideoSegmenter, result, truth: np.ndarray) -> dict:
+        labels = np.stack([lab for _, lab in seg.iter_labels(result)])
+        presence = decide_presence(result, seg.config.presence.threshold, seg.config.presence.peak_share)
+        in_clip = [bool((truth == shape_label(c)).any()) for c in result.classes]
+        return {"ious": class_ious(labels, truth, result.classes),
+                "absent_pixels": sum(absent_pixels(labels, truth, result.classes).values()),
+                "pixels": int(labels.size), "truth": in_clip,
+                "scores": None if presence.scores is None else presence.scores.tolist(),
+                "decided": presence.present.tolist()}
+
+    present_only = [(path, classes, truth) for path, classes, truth in clips]
+    every_shape = [(path, list(SHAPES), truth) for path, _, truth in clips]
+    return [*run_rows(model_dir, present_only, [("present shapes only (the preset)", [])],
+                      [("present shapes only, no presence decision", ["presence.threshold=null"])], workers, log,
+                      score_clip, _vocabulary_row),
+            *run_rows(model_dir, every_shape, VOCABULARY_ROWS, VOCABULARY_POST_ROWS, workers, log, score_clip,
+                      _vocabulary_row)]
+
+
+def _vocabulary_row(name: str, settings: list[str], scores: list[dict], seconds: float | None) -> dict:
+    per_clip = [np.mean([v for v in s["ious"].values() if v is not None]) for s in scores]
+    truth = np.concatenate([s["truth"] for s in scores])
+    decided = np.concatenate([s["decided"] for s in scores])
+    row = {"row": name, "settings": settings, "miou": float(np.mean(per_clip)),
+           "absent_pixel_percent": 100 * sum(s["absent_pixels"] for s in scores) / sum(s["pixels"] for s in scores),
+           "presence_accuracy": float((truth == decided).mean()), "presence_auroc": None,
+           "model_s_per_clip": seconds}
+    if all(s["scores"] is not None for s in scores) and 0 < truth.sum() < len(truth):
+        values = np.concatenate([s["scores"] for s in scores])
+        row["presence_auroc"] = auroc(values, truth)
+    return row
+
+
+def auroc(scores: np.ndarray, positive: np.ndarray) -> float:
+    """Area under the ROC curve: the chance that a random positive scores above a random negative (ties half)."""
+    pos, neg = scores[positive], scores[~positive]
+    above = (pos[:, None] > neg[None]).sum() + 0.5 * (pos[:, None] == neg[None]).sum()
+    return float(above / (len(pos) * len(neg)))
+
+
+def print_vocabulary_row(row: dict, prefix: str = "") -> None:
+    secs = f"{row['model_s_per_clip']:6.1f} s" if row["model_s_per_clip"] is not None else "  (same maps)"
+    auc = f"{row['presence_auroc']:.3f}" if row["presence_auroc"] is not None else "  -  "
+    print(f"{prefix}{row['row']:<52} mIoU {row['miou']:.3f}   absent pixels {row['absent_pixel_percent']:.3f} %   "
+          f"presence accuracy {row['presence_accuracy']:.3f}  AUROC {auc}   {secs}", flush=True)
+
+
 def make_motion_clips(count: int, folder: Path, first_seed: int = 0) -> list:
     """Held-out motion clips written as videos: (path, shapes + verbs, the clip)."""
     clips = []
@@ -258,10 +326,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
     parser.add_argument("--json", type=Path, default=None, help="write every row here")
     parser.add_argument("--motion", action="store_true", help="verbs through vidseg localize on motion clips")
+    parser.add_argument("--vocabulary", action="store_true", help="every clip asked for all four shapes (the "
+                                                                  "full-vocabulary protocol) beside the present ones")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.motion:
         return motion_main(args)
+    if args.vocabulary:
+        return vocabulary_main(args)
 
     rows, post_rows = {"defaults": (MODEL_ROWS[:2], []), "post": (MODEL_ROWS[:1], POST_ROWS),
                        "all": (MODEL_ROWS, POST_ROWS)}[args.only]
@@ -286,6 +358,20 @@ def main(argv: list[str] | None = None) -> int:
                 row["row"] = label
                 report["rows"].append(row)
                 print_row(row)
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+        print(f"wrote {args.json}")
+    return 0
+
+
+def vocabulary_main(args: argparse.Namespace) -> int:
+    report: dict = {"model": args.model, "clips": args.clips, "first_seed": args.first_seed, "vocabulary": True}
+    with tempfile.TemporaryDirectory() as tmp:
+        clips = make_clips(args.clips, Path(tmp) / "clips", args.first_seed)
+        absent = sum(len(SHAPES) - len(c) for _, c, _ in clips)
+        print(f"{args.model}: {args.clips} held-out toy clips from seed {args.first_seed}, 24 frames at 192 x 128 "
+              f"({sum(len(c) for _, c, _ in clips)} present and {absent} absent shapes)", flush=True)
+        report["rows"] = run_vocabulary(args.model, clips, args.workers, print_vocabulary_row)
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
         print(f"wrote {args.json}")

@@ -444,6 +444,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--motion-p", type=float, default=0.0, help="share of steps on motion windows (nouns and "
                                                                     "verbs as concepts); 0: the noun-only recipe")
     parser.add_argument("--motion-pool", type=int, default=1500, help="motion training windows (9 frames)")
+    parser.add_argument("--absent-p", type=float, default=0.0, help="share of noun steps that also ask for shapes "
+                                                                    "the clips do not hold, whose keys learn to point "
+                                                                    "where the padding slot's do; 0: never")
     args = parser.parse_args(argv)
 
     torch.set_num_threads(args.threads)
@@ -574,12 +577,19 @@ def main(argv: list[str] | None = None) -> int:
         prompt = torch.stack(prompt).to(device)
         # Concept slots: the clip's shapes in a random order, then the padding slot (background).
         order = [rng.permutation(pool["objects"][int(i)]) for i in batch]
+        if not motion and args.absent_p > 0 and rng.random() < args.absent_p:
+            # Ask for shapes the clip does not hold as well (a fixed vocabulary): their coverage is zero, so with
+            # absent_to_null their keys learn to point where the padding slot's do.
+            extra = int(rng.integers(1, len(SHAPES) - count + 1))
+            order = [rng.permutation(np.concatenate([o, rng.choice(np.setdiff1d(np.arange(len(SHAPES)), o), extra,
+                                                                   replace=False)])) for o in order]
         concepts = torch.stack([concept_table[torch.as_tensor(o)] for o in order]).to(device)  # [B, C, D]
         cov = pool["coverage"][batch]  # [B, F, P, 1 + shapes]
         targets = torch.stack([torch.cat([cov[b, :, :, torch.as_tensor(o) + 1], cov[b, :, :, :1]], dim=-1)
                                for b, o in enumerate(order)]).permute(0, 3, 1, 2)  # [B, C + 1, F, P]
         aux_weight = (t <= AUX_MAX_T).float().to(device)
-        reader = GroundingReader(targets.to(device), aux_weight, grid, args.decision_weights)
+        reader = GroundingReader(targets.to(device), aux_weight, grid, args.decision_weights,
+                                 absent_to_null=args.absent_p > 0)
         stream_reader, verb_reader = reader, None
         if motion:  # slots: the nouns, then the verbs (each batch in its own random order), then the padding slot
             verb_order = [rng.permutation(pool["verbs"][int(i)]) for i in batch]

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -349,3 +350,30 @@ def absent_pixels(predicted: np.ndarray, truth: np.ndarray, classes: list[str]) 
     """Pixels claimed by each class that is absent from ``truth`` (should be 0)."""
     return {name: int((predicted == i).sum()) for i, name in enumerate(classes, start=1)
             if name not in SHAPES or not (truth == shape_label(name)).any()}
+
+
+def write_toy_dataset(root: str | Path, seeds: Sequence[int], *, num_frames: int = 24, height: int = 128,
+                      width: int = 192) -> Path:
+    """Write the clips of ``seeds`` as a VSPW-layout tree at ``root`` (atomically): ``data/toy<seed>/origin/*.png``
+    frames, ``data/toy<seed>/mask/*.png`` labels (0 background, 1..4 the shapes), ``classes.txt`` (the shapes in
+    mask-value order, the vocabulary file ``vidseg calibrate --classes-file`` takes) and ``val.txt`` listing every
+    video. Frames are PNG, not VSPW's JPEG, so the shapes keep their flat colours; they are 8 frames a second."""
+    from PIL import Image
+
+    from vidseg.files import atomic_dir
+
+    root = Path(root)
+    with atomic_dir(root) as tmp:
+        names = []
+        for seed in seeds:
+            clip = render_clip(seed, num_frames=num_frames, height=height, width=width)
+            name = f"toy{seed}"
+            (tmp / "data" / name / "origin").mkdir(parents=True)
+            (tmp / "data" / name / "mask").mkdir()
+            for t, (frame, labels) in enumerate(zip(clip.frames, clip.labels)):
+                Image.fromarray(frame).save(tmp / "data" / name / "origin" / f"{t:08d}.png")
+                Image.fromarray(labels).save(tmp / "data" / name / "mask" / f"{t:08d}.png")
+            names.append(name)
+        (tmp / "classes.txt").write_text("\n".join(SHAPES) + "\n")
+        (tmp / "val.txt").write_text("\n".join(names) + "\n")
+    return root

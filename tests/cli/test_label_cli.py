@@ -49,18 +49,50 @@ def test_label_then_eval_then_resume(tiny_model_dir, tmp_path):
         assert values <= {60, 62}, values  # contiguous ids of person and dog: never background, never 255
     log = json.loads((pred / "label_log.json").read_text())
     assert sorted(v["status"] for v in log["videos"]) == ["done", "done"]
+    assert log["protocol"] == {"name": "classes-from-gt", "presence_threshold": 0.0}
 
     metrics_path = tmp_path / "metrics.json"
     result = run_cli("eval", pred, root, "--split", "val.txt", "--json", metrics_path, "-q")
     assert result.exit_code == 0, result.output
+    assert "classes: each video's GT classes" in " ".join(result.output.split())
     metrics = json.loads(metrics_path.read_text())
     assert {"mIoU", "FWIoU", "mAcc", "pAcc", "VC8", "VC16", "per_class"} <= set(metrics)
-    assert 0.0 <= metrics["mIoU"] <= 1.0
+    assert 0.0 <= metrics["mIoU"] <= 1.0 and metrics["protocol"]["name"] == "classes-from-gt"
 
     again = run_cli(*args)
     assert again.exit_code == 0, again.output
     log = json.loads((pred / "label_log.json").read_text())
     assert sorted(v["status"] for v in log["videos"]) == ["skipped", "skipped"]
+
+
+def test_a_vocabulary_run_is_recorded_and_eval_reports_it(tiny_model_dir, tmp_path):
+    root, pred = tmp_path / "vspw", tmp_path / "pred"
+    make_vspw_tree(root, {"1_aaa": 5})
+    vocabulary = tmp_path / "classes.txt"
+    vocabulary.write_text("# our pseudo-labeling vocabulary\nperson\ndog\ncar\n")
+    result = run_cli("label", root, "--out", pred, "--classes-file", vocabulary, "--model", tiny_model_dir,
+                     "--no-crf", "--upsampler", "bilinear", "-q", "--presence-threshold", "0.5")
+    assert result.exit_code == 0, result.output
+    protocol = json.loads((pred / "label_log.json").read_text())["protocol"]
+    assert protocol == {"name": "vocabulary", "vocabulary": str(vocabulary), "num_classes": 3,
+                        "presence_threshold": 0.5}
+    labels = json.loads((pred / "1_aaa" / "labels.json").read_text())
+    assert all({"present", "presence_score"} <= set(c) for c in labels["classes"].values())
+    result = run_cli("eval", pred, root, "-q")
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())  # the console wraps long lines
+    assert f"the whole vocabulary {vocabulary} (3 classes); presence threshold 0.5" in text
+
+
+def test_label_vocabulary_choices_fail_in_one_line(tiny_model_dir, tmp_path):
+    root = tmp_path / "vspw"
+    make_vspw_tree(root, {"1_aaa": 3})
+    base = ["label", root, "--out", tmp_path / "pred", "--model", tiny_model_dir]
+    assert_one_line_error(run_cli(*base, "--classes-from-vocab", "coco"), 2, "not a vocabulary vidseg knows")
+    # VSPW's 124 classes do not fit the tiny model's 16 text slots: said before any video is labelled.
+    assert_one_line_error(run_cli(*base, "--classes-from-vocab", "vspw"), 2, "124 class names given")
+    assert_one_line_error(run_cli(*base, "--classes-from-vocab", "vspw", "--classes-from-gt"), 2, "exactly one of")
+    assert_one_line_error(run_cli(*base, "--classes-file", tmp_path / "missing.txt"), 2, "does not exist")
 
 
 def test_label_rejects_non_vspw_class_for_vspw_format(tiny_model_dir, tmp_path):

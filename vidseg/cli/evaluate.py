@@ -52,11 +52,29 @@ def eval_command(
 
         results = evaluate_predictions(pred, root, split=split, id_space=id_space, on_video=on_video)
     stdout.print(metrics_table(results))
+    stdout.print(protocol_line(results["protocol"]), highlight=False)
     stdout.print(per_class_table(results))
     if json_path is not None:
         write_json_atomic(json_path, results)
         stdout.print(f"wrote {json_path}", highlight=False)
     return results
+
+
+def protocol_line(protocol: dict[str, Any] | None) -> str:
+    """Which class protocol the predictions were made with, as their label_log.json says."""
+    if protocol is None:
+        return "classes: unknown (no label_log.json from vidseg label in the prediction folder)"
+    name = protocol.get("name")
+    if name == "classes-from-gt":
+        what = "each video's GT classes (--classes-from-gt: the oracle protocol)"
+    elif name == "vocabulary":
+        what = f"the whole vocabulary {protocol.get('vocabulary')} ({protocol.get('num_classes')} classes)"
+    elif name == "fixed classes":
+        what = f"one fixed list of {protocol.get('num_classes')} classes"
+    else:
+        what = "different protocols in different shards"
+    threshold = protocol.get("presence_threshold", "n/a")
+    return f"classes: {what}; presence threshold {threshold}"
 
 
 def _percent(value: float) -> str:

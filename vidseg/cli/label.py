@@ -29,6 +29,10 @@ def label(
         None, "--classes", "-c", show_default=False, help="Class names for every video, e.g. --classes person car.",
     ),
     classes_file: Optional[Path] = typer.Option(None, "--classes-file", help="File with one class name per line."),
+    classes_from_vocab: Optional[str] = typer.Option(
+        None, "--classes-from-vocab", help="Every video is asked for a dataset's whole class list: vspw (its 124 "
+                                           "classes; absent ones get no pixel, see --presence-threshold).",
+    ),
     classes_from_gt: bool = typer.Option(
         False, "--classes-from-gt",
         help="Each video's classes are the VSPW classes present in its GT masks (the zero-shot protocol).",
@@ -61,15 +65,29 @@ def label(
     """Label every video of ROOT. Rerunning the same command skips finished videos and redoes unfinished ones; a
     video that fails is reported and skipped; a summary and OUT/label_log.json list what happened."""
     from vidseg.datasets import discover_videos
+    from vidseg.datasets.vocabulary import VOCABULARIES, load_vocabulary
     from vidseg.runners import RayLabeler, label_videos, parse_shard, shard_videos
     from vidseg.datasets.vspw import label_to_vspw_ids
     from vidseg.errors import ConfigError, DatasetError
     from vidseg.files import check_writable
     from vidseg.pipeline import VideoSegmenter
 
-    fixed = _fixed_classes(classes, classes_file)
-    if (fixed is not None) == classes_from_gt:
-        raise ConfigError("give the classes with exactly one of --classes, --classes-file or --classes-from-gt")
+    given = [bool(classes), classes_file is not None, classes_from_vocab is not None, classes_from_gt]
+    if sum(given) != 1:
+        raise ConfigError("give the classes with exactly one of --classes, --classes-file, --classes-from-vocab or "
+                          "--classes-from-gt")
+    vocabulary = None
+    if classes_from_vocab is not None:
+        if classes_from_vocab not in VOCABULARIES:
+            raise ConfigError(f"--classes-from-vocab {classes_from_vocab!r} is not a vocabulary vidseg knows; choose "
+                              f"{', '.join(VOCABULARIES)} (or give your list with --classes-file)")
+        vocabulary = classes_from_vocab
+        fixed = list(load_vocabulary(vocabulary).names)
+    elif classes_file is not None:
+        vocabulary = str(classes_file)
+        fixed = list(load_vocabulary(classes_file).names)
+    else:
+        fixed = split_class_names(classes) if classes else None
     shard_index = parse_shard(shard)
     videos = discover_videos(root, split=split)
     if classes_from_gt:
@@ -92,24 +110,12 @@ def label(
     with RichProgress(enabled=not quiet) as progress:
         if labeler is not None:
             summary = labeler.run(videos, out, classes=fixed, shard=shard_index, progress=progress,
-                                  on_event=on_event)
+                                  on_event=on_event, vocabulary=vocabulary)
         else:
             progress.start(f"load {cfg.model.source}")
             segmenter = VideoSegmenter.from_pretrained(config=cfg)
             progress.finish()
             summary = label_videos(segmenter, videos, out, classes=fixed, shard=shard_index, progress=progress,
-                                   on_event=on_event)
+                                   on_event=on_event, vocabulary=vocabulary)
     end_dataset_run(summary)
 
-
-def _fixed_classes(classes: Optional[list[str]], classes_file: Optional[Path]) -> Optional[list[str]]:
-    from vidseg.errors import ConfigError
-
-    if classes and classes_file:
-        raise ConfigError("give either --classes or --classes-file, not both")
-    if classes_file is not None:
-        if not classes_file.is_file():
-            raise ConfigError(f"--classes-file {classes_file} does not exist")
-        lines = [line.split("#", 1)[0].strip() for line in classes_file.read_text().splitlines()]
-        return [line for line in lines if line]
-    return split_class_names(classes) if classes else None

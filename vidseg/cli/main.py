@@ -11,6 +11,7 @@ from vidseg.cli._app import app, handle_errors
 from vidseg.cli import predict as _predict  # noqa: E402,F401,I001
 from vidseg.cli import localize as _localize  # noqa: E402,F401
 from vidseg.cli import label as _label  # noqa: E402,F401
+from vidseg.cli import calibrate as _calibrate  # noqa: E402,F401
 from vidseg.cli.evaluate import eval_command  # noqa: E402
 
 app.command("eval")(handle_errors(eval_command))

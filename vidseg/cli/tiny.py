@@ -78,3 +78,27 @@ def make_toy_clip_command(
     else:
         console.print(f"segment it with: vidseg predict {video} --classes {' '.join(clip.classes)} --model toy",
                       highlight=False)
+
+
+@app.command("make-toy-dataset")
+@handle_errors
+def make_toy_dataset_command(
+    root: Path = typer.Argument(..., help="Folder to write the VSPW-layout tree into.", show_default=False),
+    videos: int = typer.Option(8, "--videos", help="Number of clips."),
+    first_seed: int = typer.Option(600_000, "--first-seed", help="Seed of the first clip (the next ones follow)."),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks for errors."),
+) -> None:
+    """Write toy-world clips as a labeled VSPW-layout tree: data/toy<seed>/origin/ and mask/, classes.txt (the four
+    shapes, the vocabulary) and val.txt. Fit the toy model to it with vidseg calibrate ROOT --classes-file
+    ROOT/classes.txt --model toy --set video.frame_folder_fps=8 -o toy-calibrated.yaml"""
+    from vidseg.errors import ConfigError
+    from vidseg.toyworld import write_toy_dataset
+
+    if videos < 1:
+        raise ConfigError(f"--videos is {videos}; give at least 1")
+    if root.exists():
+        raise ConfigError(f"{root} exists; give a new folder for the dataset")
+    write_toy_dataset(root, range(first_seed, first_seed + videos))
+    console.print(f"[green]wrote[/] {videos} toy clips to {root} (24 frames at 8 fps, 192x128); calibrate on it: "
+                  f"vidseg calibrate {root} --classes-file {root / 'classes.txt'} --model toy --set "
+                  f"video.frame_folder_fps=8 -o toy-calibrated.yaml", highlight=False)

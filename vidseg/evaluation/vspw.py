@@ -16,6 +16,7 @@ range at a scored pixel is an error (never clipped); values at ignored pixels ar
 
 from __future__ import annotations
 
+import json
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -46,8 +47,9 @@ def evaluate_predictions(
     """Score ``pred_dir`` against the VSPW tree ``root`` (module docstring).
 
     Returns ``mIoU FWIoU mAcc pAcc VC8 VC16`` (fractions in [0, 1]; NaN when undefined, e.g. VC16 without a video of
-    more than 16 mask frames), ``per_class`` (class name → id, iou, acc, gt_pixels, pred_pixels), and the counts
-    ``num_videos``, ``num_frames``, ``num_pixels`` (scored GT pixels), ``vc_windows``. ``on_video(done, total)``
+    more than 16 mask frames), ``per_class`` (class name → id, iou, acc, gt_pixels, pred_pixels), the counts
+    ``num_videos``, ``num_frames``, ``num_pixels`` (scored GT pixels), ``vc_windows``, and ``protocol``: how the
+    predictions' classes were chosen (``prediction_protocol``). ``on_video(done, total)``
     reports progress. Raises DatasetError for a bad layout, missing or mis-sized predictions, or bad values.
     """
     check_id_space(id_space)
@@ -98,6 +100,7 @@ def evaluate_predictions(
         "num_videos": len(videos),
         "num_frames": sum(len(v.output_stems) for v in videos),
         "num_pixels": int(confusion.matrix.sum()),
+        "protocol": prediction_protocol(pred_dir),
         "vc_windows": {f"VC{n}": len(windows[n]) for n in VC_LENGTHS},
     }
 
@@ -172,3 +175,22 @@ def _score_video(
 
 def _first_few(items: Sequence[str], count: int = 3) -> str:
     return ", ".join(items[:count]) + (", ..." if len(items) > count else "")
+
+
+def prediction_protocol(pred_dir: str | Path) -> dict[str, Any] | None:
+    """The class protocol ``vidseg label`` recorded in ``pred_dir``'s ``label_log.json`` (or its shards' logs, when
+    they agree): ``{"name": "classes-from-gt" | "vocabulary" | "fixed classes", ...}``; None when no log says it
+    (predictions from elsewhere, or from an older vidseg)."""
+    logs = sorted(Path(pred_dir).glob("label_log*.json"))
+    found = []
+    for log in logs:
+        try:
+            found.append(json.loads(log.read_text()).get("protocol"))
+        except (OSError, ValueError, AttributeError):
+            continue
+    found = [f for f in found if f]
+    if not found:
+        return None
+    if any(f != found[0] for f in found):
+        return {"name": "mixed", "logs": found}
+    return found[0]

@@ -20,16 +20,20 @@ def label_videos(
     shard: tuple[int, int] = (0, 1),
     progress: Any = None,
     on_event: Callable[[LabelEvent], None] | None = None,
+    vocabulary: str | None = None,
 ) -> LabelSummary:
     """Label a dataset with a ``VideoSegmenter`` in this process: what ``vidseg label`` runs without ``--ray``.
 
     Each video of ``shard`` that is not complete in ``out_dir`` is segmented with ``classes`` (None: the VSPW
-    classes of its GT masks) and written by ``label_dataset`` (resumable, atomic). The model computes the next
+    classes of its GT masks; ``vocabulary`` names the vocabulary they are, for the log) and written by
+    ``label_dataset`` (resumable, atomic). The model computes the next
     pending video's saliency while the current one is refined and written. The export format, id space and the
     rest come from the segmenter's config (``plan_labels``, ``export_dataset_video``).
     """
     config = segmenter.config
-    plan = plan_labels(config, videos, out_dir, classes=classes, shard=shard)
+    if classes is not None:  # a fixed list the model cannot read fails once, before any video
+        segmenter.model.check_settings(config, list(classes))
+    plan = plan_labels(config, videos, out_dir, classes=classes, shard=shard, vocabulary=vocabulary)
     pending = plan.pending
     results = segmenter.iter_saliency([(v.source, plan.classes[v.name]) for v in pending], progress=progress)
 
@@ -44,6 +48,7 @@ def label_videos(
 
     try:
         return label_dataset(videos, out_dir, segment_video, shard=shard, on_event=on_event,
-                             fingerprint=plan.fingerprint, expected_files=plan.expected_files)
+                             fingerprint=plan.fingerprint, expected_files=plan.expected_files,
+                             protocol=plan.protocol)
     finally:
         results.close()

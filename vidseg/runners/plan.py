@@ -30,6 +30,7 @@ class LabelPlan:
         classes: the class names of each pending video (by name): the fixed ones, or its GT's VSPW classes.
         fingerprint: ``settings_fingerprint`` of the run.
         flat: whether masks go flat into the video folder (``vspw`` / ``palette``: the VSPW prediction layout).
+        protocol: which classes each video was asked for, as ``label_log.json`` records it (``class_protocol``).
     """
 
     out_dir: Path
@@ -38,20 +39,35 @@ class LabelPlan:
     classes: dict[str, list[str]]
     fingerprint: str
     flat: bool
+    protocol: dict[str, Any]
 
     def expected_files(self, video: DatasetVideo) -> list[str]:
         """Files the video's folder must hold: a PNG per output stem for the flat formats, else nothing fixed."""
         return png_per_stem(video) if self.flat else []
 
 
+def class_protocol(config: Any, classes: Sequence[str] | None, vocabulary: str | None = None) -> dict[str, Any]:
+    """How a run chose each video's classes, for its log and ``vidseg eval``: ``classes-from-gt`` (the classes in
+    each video's GT: the oracle protocol), ``vocabulary`` (a dataset's whole class list, ``vocabulary`` naming it)
+    or ``fixed classes`` (a user's list), with the presence threshold that kept classes out of videos."""
+    if classes is None:
+        doc: dict[str, Any] = {"name": "classes-from-gt"}
+    elif vocabulary is not None:
+        doc = {"name": "vocabulary", "vocabulary": vocabulary, "num_classes": len(classes)}
+    else:
+        doc = {"name": "fixed classes", "num_classes": len(classes)}
+    return doc | {"presence_threshold": config.presence.threshold}
+
+
 def plan_labels(
     config: Any, videos: Sequence[DatasetVideo], out_dir: str | Path, *, classes: Sequence[str] | None = None,
-    shard: tuple[int, int] = (0, 1),
+    shard: tuple[int, int] = (0, 1), vocabulary: str | None = None,
 ) -> LabelPlan:
-    """The ``LabelPlan`` of labeling ``shard`` of ``videos`` with ``config`` (``classes`` None: from the GT)."""
+    """The ``LabelPlan`` of labeling ``shard`` of ``videos`` with ``config`` (``classes`` None: from the GT;
+    ``vocabulary``: the name of the vocabulary ``classes`` are, for the log)."""
     out_dir = Path(out_dir)
     plan = LabelPlan(out_dir, shard_videos(videos, shard), [], {}, settings_fingerprint(config, classes),
-                     config.export.format in ("vspw", "palette"))
+                     config.export.format in ("vspw", "palette"), class_protocol(config, classes, vocabulary))
     plan.pending = [v for v in plan.videos
                     if not is_complete(out_dir / v.name, plan.expected_files(v), plan.fingerprint)]
     plan.classes = {v.name: list(classes) if classes is not None else gt_class_prompts(v.mask_paths)

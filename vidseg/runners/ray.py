@@ -183,13 +183,15 @@ class RayLabeler:
         shard: tuple[int, int] = (0, 1),
         progress: Any = None,
         on_event: Callable[[LabelEvent], None] | None = None,
+        vocabulary: str | None = None,
     ) -> LabelSummary:
         """Label ``shard`` of ``videos`` into ``out_dir``: the contract of ``label_videos``, on Ray."""
         from vidseg.progress import NoProgress
 
         progress = progress or NoProgress()
-        plan = plan_labels(self.config, videos, out_dir, classes=classes, shard=shard)
-        log = LabelLog(plan.out_dir, shard, len(plan.videos), names=[v.name for v in plan.videos])
+        plan = plan_labels(self.config, videos, out_dir, classes=classes, shard=shard, vocabulary=vocabulary)
+        log = LabelLog(plan.out_dir, shard, len(plan.videos), names=[v.name for v in plan.videos],
+                       protocol=plan.protocol)
         pending = {v.name for v in plan.pending}
         for position, video in enumerate(plan.videos, 1):
             if video.name not in pending:

@@ -30,7 +30,7 @@ import traceback
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from vidseg.datasets.sources import DatasetVideo
 from vidseg.errors import ConfigError, OutputError, VidsegError, first_line
@@ -140,6 +140,7 @@ def label_dataset(
     on_event: Callable[[LabelEvent], None] | None = None,
     expected_files: Callable[[DatasetVideo], list[str]] | None = png_per_stem,
     fingerprint: str | None = None,
+    protocol: dict[str, Any] | None = None,
 ) -> LabelSummary:
     """Run ``segment_video`` on every video of ``shard`` that is not complete in ``out_dir`` (module docstring).
 
@@ -152,10 +153,11 @@ def label_dataset(
         expected_files: files (relative to the video folder) that must exist after ``segment_video``; a video
             missing any counts as failed. ``None`` checks nothing beyond the call returning.
         fingerprint: identifies the settings; a folder completed under another fingerprint is redone.
+        protocol: how the classes were chosen, recorded in the log (``vidseg.runners.plan.class_protocol``).
     """
     out_dir = Path(out_dir)
     mine = shard_videos(videos, shard)
-    log = LabelLog(out_dir, shard, len(mine), log_path, names=[v.name for v in mine])
+    log = LabelLog(out_dir, shard, len(mine), log_path, names=[v.name for v in mine], protocol=protocol)
     for position, video in enumerate(mine, 1):
         if on_event:
             on_event(LabelEvent("start", video, position, len(mine)))
@@ -181,11 +183,12 @@ class LabelLog:
     """
 
     def __init__(self, out_dir: Path, shard: tuple[int, int], num_videos: int, log_path: str | Path | None = None,
-                 names: Sequence[str] = ()):
+                 names: Sequence[str] = (), protocol: dict[str, Any] | None = None):
         if log_path is None:
             name = "label_log.json" if shard[1] == 1 else f"label_log.shard-{shard[0]}-of-{shard[1]}.json"
             log_path = out_dir / name
         self.summary = LabelSummary(out_dir, shard, Path(log_path), num_videos)
+        self.protocol = protocol
         try:
             (out_dir / TMP_DIR_NAME).mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -201,7 +204,7 @@ class LabelLog:
         self.write()
 
     def write(self) -> None:
-        _write_log(self.summary, self.started)
+        _write_log(self.summary, self.started, self.protocol)
 
     def close(self) -> LabelSummary:
         _remove_empty(self.summary.out_dir / TMP_DIR_NAME)
@@ -295,7 +298,7 @@ def _remove_empty(folder: Path) -> None:
         pass  # not empty: another shard is still running
 
 
-def _write_log(summary: LabelSummary, started: str) -> None:
+def _write_log(summary: LabelSummary, started: str, protocol: dict[str, Any] | None) -> None:
     counts = {s: len(summary.with_status(s)) for s in ("done", "skipped", "failed", "interrupted")}
     counts["retried"] = len(summary.retried)
     write_json_atomic(summary.log_path, {
@@ -305,6 +308,7 @@ def _write_log(summary: LabelSummary, started: str) -> None:
         "updated": _now(),
         "interrupted": summary.interrupted,
         "num_videos": summary.num_videos,
+        "protocol": protocol,
         "counts": counts,
         "videos": [asdict(o) for o in summary.outcomes],
         "vidseg_version": __version__,
