@@ -10,6 +10,7 @@ upsampler and CRF, plus two random-weight controls.
                                                                                    # trainer's validation clips
     python tools/toy_bench.py --model toy --motion               # verbs: where and when, through vidseg localize
     python tools/toy_bench.py --model toy --motion --only post --first-seed 500000  # choose the decision
+    python tools/toy_bench.py --model toy --vocabulary --first-seed 700000   # ask every clip for all four shapes
 
 Clips are the toy world's seeds 0..N-1 (tools/train_toy_model.py trains on seeds from 1,000,000 on), 24 frames at 192 x 128,
 written as H.264 like ``vidseg make-toy-clip``, segmented with the classes present. A clip's score is the mean IoU
@@ -22,6 +23,10 @@ motion clips (motion seeds FIRST..FIRST+N-1; the trainer's motion windows come f
 its validation from 500,000 on), asked for every shape and verb of the clip: per verb the temporal IoU of the active
 frames, the spatio-temporal IoU of the masks over the clip and the pointing accuracy of each truly active frame's
 peak, each the mean over the clips that hold the verb; rows for the map kinds, the motion heads and the decision.
+
+``--vocabulary`` asks every clip for all four shapes (the full-vocabulary protocol), beside asking it for the shapes
+it holds: per row the mean IoU over the present shapes, the share of pixels the absent shapes took, and the presence
+decision's accuracy and AUROC over (clip, shape); rows for the presence threshold and the prompt.
 """
 
 from __future__ import annotations
