@@ -95,8 +95,8 @@ def test_maps_only_predict_does_no_post_processing(tiny_model_dir, video_factory
     classes = json.loads((out / "clip" / "labels.json").read_text())["classes"]
     maps = np.load(out / "clip" / "saliency.npz")["saliency"].astype(np.float32)
     assert list(classes) == ["car", "boat"]
-    for k, stats in enumerate(classes.values()):  # peak saliency only: presence and area need labels
-        assert list(stats) == ["peak_saliency"]
+    for k, stats in enumerate(classes.values()):  # no frames or area without labels; presence needs only maps
+        assert list(stats) == ["presence_score", "present", "peak_saliency"]
         assert stats["peak_saliency"] == pytest.approx(float(maps[k].max()), abs=2e-2)
     table = result.output[result.output.index("clip: 9 frames"):]
     assert "—" in table and "maps-only export makes no labels" in table
