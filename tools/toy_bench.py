@@ -197,9 +197,8 @@ def run_vocabulary(model_dir: str, clips, workers: int, log) -> list[dict]:
                 "scores": None if presence.scores is None else presence.scores.tolist(),
                 "decided": presence.present.tolist()}
 
-    present_only = [(path, classes, truth) for path, classes, truth in clips]
     every_shape = [(path, list(SHAPES), truth) for path, _, truth in clips]
-    return [*run_rows(model_dir, present_only, [("present shapes only (the preset)", [])],
+    return [*run_rows(model_dir, clips, [("present shapes only (the preset)", [])],
                       [("present shapes only, no presence decision", ["presence.threshold=null"])], workers, log,
                       score_clip, _vocabulary_row),
             *run_rows(model_dir, every_shape, VOCABULARY_ROWS, VOCABULARY_POST_ROWS, workers, log, score_clip,

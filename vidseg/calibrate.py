@@ -25,7 +25,9 @@ from vidseg.datasets.sources import DatasetVideo
 from vidseg.datasets.vocabulary import VOID_VALUE, Vocabulary
 from vidseg.datasets.vspw import read_mask
 from vidseg.errors import ConfigError
-from vidseg.presence import decide_presence
+from vidseg.export.run import frame_indices_of
+from vidseg.postprocess import iter_labels
+from vidseg.presence import Presence, decide_presence
 from vidseg.probs import saliency_to_probs
 from vidseg.result import SaliencyResult
 
@@ -89,8 +91,6 @@ class Calibration:
 
 def read_truth(video: DatasetVideo, vocabulary: Vocabulary, result: SaliencyResult) -> LabeledVideo:
     """The GT of a dataset video in vocabulary labels, at the frames it annotates."""
-    from vidseg.export.run import frame_indices_of
-
     masks = np.stack([vocabulary.gt_labels(read_mask(p)) for p in video.mask_paths])
     return LabeledVideo(result, frame_indices_of(result, list(video.output_stems)), masks)
 
@@ -113,18 +113,17 @@ def video_scores(labels: np.ndarray, truth: np.ndarray, num_classes: int) -> tup
 
 def pipeline_scores(videos: Sequence[LabeledVideo], config: VidsegConfig, *, workers: int | None = None) -> Scores:
     """``Scores`` of ``config`` through vidseg's post-processing (upsampling, CRF) at the GT's size."""
-    from vidseg.postprocess import iter_labels
-
     mious, absent, pixels, right, asked = [], 0, 0, 0, 0
     for video in videos:
+        presence = decide_presence(video.result, config.presence.threshold, config.presence.peak_share)
         labels = np.stack([lab for _, lab in iter_labels(video.result, config, frame_indices=video.frame_indices,
-                                                         workers=workers)])
+                                                         workers=workers, presence=presence)])
         labels = _resize_labels(labels, video.truth.shape[1:])
         miou, a, n = video_scores(labels, video.truth, len(video.result.classes))
         mious.append(miou)
         absent, pixels = absent + a, pixels + n
-        hit, total = _presence_hits(video, config.presence.threshold, config.presence.peak_share)
-        right, asked = right + hit, asked + total
+        in_truth = np.isin(np.arange(1, len(presence.classes) + 1), video.truth)
+        right, asked = right + int((presence.present == in_truth).sum()), asked + len(in_truth)
     return Scores(float(np.mean(mious)), 100 * absent / max(pixels, 1), right / max(asked, 1))
 
 
@@ -138,7 +137,7 @@ def fit_calibration(videos: Sequence[LabeledVideo], config: VidsegConfig, *, wor
     on_step("score the current settings")
     before = pipeline_scores(videos, config, workers=workers)
     prepared = [_SearchVideo(v, config) for v in videos]
-    scores = np.concatenate([p.window_scores.ravel() for p in prepared])
+    scores = np.concatenate([p.presence.window_scores.ravel() for p in prepared])
     distinct = np.unique(scores)
     if len(distinct) > MAX_THRESHOLDS:  # a long vocabulary: quantiles of the scores are fine enough
         distinct = np.quantile(distinct, np.linspace(0, 1, MAX_THRESHOLDS))
@@ -171,17 +170,13 @@ class _SearchVideo:
         self.video, self.config = video, config
         self.saliency = result.at_frames(video.frame_indices)  # [T, C, h, w]
         self.reference = result.sampled.permute(1, 0, 2, 3)
-        presence = decide_presence(result, None, config.presence.peak_share)
-        self.presence = presence
-        self.window_scores = presence.window_scores if presence.window_scores is not None else np.zeros((1, 0))
+        self.presence = decide_presence(result, None, config.presence.peak_share)  # fresh results have null maps
         h, w = self.saliency.shape[-2:]
         self.size = (SEARCH_SCALE * h, SEARCH_SCALE * w)
         self.truth = _resize_labels(video.truth, self.size)
         self._allowed: dict[float | None, np.ndarray] = {}
 
     def miou(self, threshold: float | None, background: float | None) -> float:
-        from vidseg.presence import Presence
-
         if threshold not in self._allowed:
             presence = Presence(self.presence.classes, self.presence.window_scores, threshold)
             self._allowed[threshold] = presence.frame_allowed(self.video.result.plan, self.video.frame_indices)
@@ -191,12 +186,6 @@ class _SearchVideo:
                                   allowed=self._allowed[threshold])
         labels = F.interpolate(probs, size=self.size, mode="bilinear", align_corners=False).argmax(1)
         return video_scores(labels.numpy().astype(np.uint8), self.truth, len(self.presence.classes))[0]
-
-
-def _presence_hits(video: LabeledVideo, threshold: float | None, peak_share: float) -> tuple[int, int]:
-    present = decide_presence(video.result, threshold, peak_share).present
-    in_truth = np.isin(np.arange(1, len(present) + 1), video.truth)
-    return int((present == in_truth).sum()), len(present)
 
 
 def _resize_labels(labels: np.ndarray, size: tuple[int, int]) -> np.ndarray:

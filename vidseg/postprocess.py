@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Collection, Iterator, Sequence
 import numpy as np
 
 from vidseg.config import VidsegConfig
-from vidseg.presence import decide_presence
+from vidseg.presence import Presence, decide_presence
 from vidseg.probs import saliency_to_probs
 from vidseg.refine import to_labels
 from vidseg.video.read import open_video
@@ -53,13 +53,15 @@ def iter_frame_outputs(
     outputs: Collection[str] = FRAME_OUTPUTS,
     frame_indices: Sequence[int] | np.ndarray | None = None,
     workers: int | None = None,
+    presence: Presence | None = None,
 ) -> Iterator[FrameOutputs]:
     """``FrameOutputs`` for each frame of ``result``'s video, in memory, computing ``outputs`` (a subset of
     ``FRAME_OUTPUTS``) and only what they need.
 
     Chunks of ``CHUNK_FRAMES`` frames keep memory bounded for long videos. ``frame_indices`` restricts the frames
     (default: all, in order); ``workers`` overrides ``config.export.workers`` (refinement processes; the labels do
-    not depend on it).
+    not depend on it); ``presence`` is the classes' presence decision when the caller has made it already (default:
+    made here from ``config.presence``).
     """
     unknown = set(outputs) - FRAME_OUTPUTS
     if unknown:
@@ -71,7 +73,8 @@ def iter_frame_outputs(
     # Calibrate on the whole video's maps, not chunk by chunk, so every frame is scaled alike.
     reference = result.sampled.permute(1, 0, 2, 3)  # [S, C, h, w]
     probs_config = config.probs
-    presence = decide_presence(result, config.presence.threshold, config.presence.peak_share)
+    if presence is None:
+        presence = decide_presence(result, config.presence.threshold, config.presence.peak_share)
     video = open_video(result.source, reader=config.video.reader,
                        frame_folder_fps=config.video.frame_folder_fps) if read_frames else nullcontext()
     with video as reader:
@@ -98,8 +101,10 @@ def iter_labels(
     *,
     frame_indices: Sequence[int] | np.ndarray | None = None,
     workers: int | None = None,
+    presence: Presence | None = None,
 ) -> Iterator[tuple[int, np.ndarray]]:
     """``(frame_index, labels [H, W] uint8)`` for each frame of ``result``'s video, in memory (no files): see
     ``iter_frame_outputs``."""
-    for out in iter_frame_outputs(result, config, outputs={"labels"}, frame_indices=frame_indices, workers=workers):
+    for out in iter_frame_outputs(result, config, outputs={"labels"}, frame_indices=frame_indices, workers=workers,
+                                  presence=presence):
         yield out.frame_idx, out.labels

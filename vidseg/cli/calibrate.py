@@ -57,8 +57,8 @@ def calibrate(
         progress.start(f"load {cfg.model.source}")
         segmenter = VideoSegmenter.from_pretrained(config=cfg)
         progress.finish()
-        labeled = [read_truth(video, vocabulary, result) for video, (_, result) in
-                   zip(videos, _results(segmenter, videos, names, progress))]
+        labeled = [read_truth(video, vocabulary, result)
+                   for video, result in zip(videos, _results(segmenter, videos, names, progress))]
 
         def step(message: str) -> None:
             progress.start(message)
@@ -76,7 +76,7 @@ def calibrate(
 
 def _results(segmenter, videos, names, progress):
     """Each video's saliency for the whole vocabulary, failing on the first video that fails."""
-    for index, result in segmenter.iter_saliency([(v.source, names) for v in videos], progress=progress):
+    for _, result in segmenter.iter_saliency([(v.source, names) for v in videos], progress=progress):
         if isinstance(result, Exception):
             raise result
-        yield index, result
+        yield result

@@ -102,7 +102,7 @@ def feed_writers(
     if frame_writers:
         names = result.info.frame_names
         for out in iter_frame_outputs(result, config, outputs=needs & FRAME_OUTPUTS, frame_indices=frame_indices,
-                                      workers=workers):
+                                      workers=workers, presence=presence):
             for writer in frame_writers:
                 consumed = {key: getattr(out, key) for key in writer.consumes & FRAME_OUTPUTS}
                 writer.add(out.frame_idx, names[out.frame_idx], **consumed)
