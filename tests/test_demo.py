@@ -123,3 +123,18 @@ def test_browser_uploads_segments_and_plays(demo_url, toy_video, tmp_path):
         assert (tmp_path / "demo.png").stat().st_size > 10_000
     finally:
         driver.quit()
+
+
+@pytest.mark.parametrize("family", ["cogvideox", "wan"])
+def test_the_map_dropdown_offers_what_the_backbone_gives(family, tiny_model_dir, tiny_wan_model_dir):
+    import gradio as gr
+
+    from vidseg.demo import DemoJobs, build_demo
+    from vidseg.pipeline import VideoSegmenter
+
+    folder = tiny_model_dir if family == "cogvideox" else tiny_wan_model_dir
+    demo = build_demo(DemoJobs(VideoSegmenter.from_pretrained(str(folder))))
+    maps = next(b for b in demo.blocks.values() if isinstance(b, gr.Dropdown) and b.label == "Map")
+    offered = [value for _, value in maps.choices]
+    expected = ["imap", "gramcol", "cross_attention"] + (["concept_attention"] if family == "cogvideox" else [])
+    assert offered == expected

@@ -103,7 +103,8 @@ class MapsConfig:
     """Which attention maps are read out."""
 
     kind: str = setting("imap", "--map", f"{MAP_KINDS.choices()}: imap keeps the motion-selected heads, gramcol all "
-                        "heads, cross_attention (Wan) the plain attention weights. Default: imap.", MAP_KINDS)
+                        "heads; cross_attention and concept_attention (CogVideoX only) are the paper's baselines. "
+                        "Default: imap.", MAP_KINDS)
     layers: list[int] = field(default_factory=lambda: list(COGVIDEOX_2B_LAYERS))
     top_k_heads: int = 5  # heads kept per layer by the Calinski-Harabasz frame-separation score
     concept_slots: str = setting("compact", choices=CONCEPT_SLOTS)

@@ -135,6 +135,12 @@ def build_demo(jobs: DemoJobs) -> Any:
     fields = setting_fields(VidsegConfig())
     config = jobs.segmenter.config
 
+    def page_choices(name: str) -> list[str]:
+        """A dropdown's choices: the setting's registry, and for the map kind only those the backbone gives."""
+        if name == "maps.kind":
+            return list(jobs.segmenter.model.map_kinds)
+        return list(fields[name].metadata["choices"].names())
+
     def page_error(exc: BaseException) -> Exception:
         if isinstance(exc, VidsegError):
             return gr.Error(first_line(exc), print_exception=False)
@@ -170,8 +176,8 @@ def build_demo(jobs: DemoJobs) -> Any:
                 classes = gr.Textbox(label="Classes (comma-separated)", placeholder="person, dog",
                                      elem_id="classes")
                 with gr.Row():
-                    dropdowns = [gr.Dropdown(fields[name].metadata["choices"].names(), value=get_setting(config, name),
-                                             label=label) for name, label in PAGE_SETTINGS.items()]
+                    dropdowns = [gr.Dropdown(page_choices(name), value=get_setting(config, name), label=label)
+                                 for name, label in PAGE_SETTINGS.items()]
                 run = gr.Button("Segment", variant="primary", elem_id="run")
             with gr.Column():
                 status = gr.Markdown(elem_id="status")

@@ -72,6 +72,7 @@ MAP_KINDS = Registry("maps.kind", "map kind", {
     "imap": "vidseg.maps.kinds:IMAP",
     "gramcol": "vidseg.maps.kinds:GRAMCOL",
     "cross_attention": "vidseg.maps.kinds:CROSS_ATTENTION",
+    "concept_attention": "vidseg.maps.kinds:CONCEPT_ATTENTION",
 })
 INVERSIONS = Choices("inversion.method", "inversion method", {
     "ddim": "deterministic inversion to the read-out point (DDIM for v-prediction, the flow ODE for flow models)",

@@ -118,6 +118,20 @@ def test_predict_renoise_gramcol_without_crf(tiny_model_dir, video_factory, tmp_
     assert not (out / "clip" / "overlay.mp4").exists()
 
 
+@pytest.mark.parametrize("kind", ["cross_attention", "concept_attention"])
+def test_predict_with_each_baseline_map(tiny_model_dir, video_factory, tmp_path, kind):
+    video = video_factory("clip.mp4", num_frames=9, height=48, width=80)
+    out = tmp_path / "out"
+    result = run_cli("predict", video, "--classes", "car", "boat", "--model", tiny_model_dir, "--out", out,
+                     "--map", kind, "--no-crf", "--upsampler", "bilinear", "--no-overlay", "-q")
+    assert result.exit_code == 0, result.output
+    folder = out / "clip"
+    assert len(list((folder / "masks").glob("*.png"))) == 9
+    assert json.loads((folder / "labels.json").read_text())["settings"]["maps"]["kind"] == kind
+    maps = np.load(folder / "saliency.npz")["saliency"].astype(np.float32)
+    assert maps.shape[:2] == (2, 3) and np.isfinite(maps).all() and np.ptp(maps) > 0
+
+
 @pytest.mark.parametrize(
     "classes, words",
     [([], ["no classes"]), (["person", " "], ["blank"]), (["dog", "Dog"], ["twice"])],

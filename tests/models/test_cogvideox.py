@@ -1,5 +1,5 @@
-"""IMAP / GramCol read-out: the three statistics, the instrumented processor and read_concept_maps against a naive
-re-implementation of method.md §5-§9 written here with explicit loops."""
+"""IMAP / GramCol read-out and the two baselines: the three statistics, the instrumented processor and
+read_concept_maps against a naive re-implementation of method.md §5-§10 written here with explicit loops."""
 
 from __future__ import annotations
 
@@ -128,7 +128,8 @@ def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
 
 
 def naive_maps(model, latents, timestep, prompt_embeds, concept_embeds, layers, top_k):
-    """method.md §5-§9 literally. Also returns the video hidden states after the last map layer."""
+    """method.md §5-§10 literally, in the model's dtype: every map kind ``[C, F, h, w]`` by name, and the video hidden
+    states after the last map layer."""
     cfg = model.config
     heads, head_dim = cfg.num_attention_heads, cfg.attention_head_dim
     num_concepts = concept_embeds.shape[0]
@@ -137,13 +138,13 @@ def naive_maps(model, latents, timestep, prompt_embeds, concept_embeds, layers, 
     temb = model.time_embedding(model.time_proj(torch.tensor([timestep])).to(latents.dtype))
     joint = model.patch_embed(prompt_embeds, latents)
     text, video = joint[:, :TEXT_LEN], joint[:, TEXT_LEN:]
-    slots = torch.zeros(1, TEXT_LEN, TEXT_DIM)
+    slots = torch.zeros(1, TEXT_LEN, TEXT_DIM, dtype=latents.dtype)
     slots[0, :num_concepts] = concept_embeds
     concepts = model.patch_embed.text_proj(slots)  # [1, T, dim]: padding slots are the bias
     rope = rotary_embedding(model, latents)
     labels = np.repeat(np.arange(num_frames), num_patches)
-    imap = torch.zeros(num_concepts, num_frames, num_patches)
-    gram = torch.zeros(num_concepts, num_frames, num_patches)
+    names = ("imap", "gramcol", "cross_attention", "concept_attention")
+    maps = {name: torch.zeros(num_concepts, num_frames, num_patches, dtype=torch.float64) for name in names}
     for i, block in enumerate(model.transformer_blocks[: max(layers) + 1]):
         attn = block.attn1
         shift, scale, gate, t_shift, t_scale, t_gate = block.norm1.linear(torch.nn.functional.silu(temb)).chunk(6, 1)
@@ -177,9 +178,14 @@ def naive_maps(model, latents, timestep, prompt_embeds, concept_embeds, layers, 
                         p_star = int(torch.argmax(q_video[h, f] @ ck[h, c]))
                         g[c, f] = o_video[h, f].double() @ o_video[h, f, p_star].double()
                 z = (g - g.mean(0)) / (g.std(0) + 1e-6)
-                gram += z[:num_concepts]
+                maps["gramcol"] += z[:num_concepts]
                 if h in selected:
-                    imap += z[:num_concepts] / top_k
+                    maps["imap"] += z[:num_concepts] / top_k
+                # §10: the raw logit of each video query against the concept key (mean over heads), and each video
+                # output against the concept's stream output (sum over heads), one slot at a time.
+                for c in range(num_concepts):
+                    maps["cross_attention"][c] += (q_video[h] @ ck[h, c]).double() / heads
+                    maps["concept_attention"][c] += (o_video[h] @ concept_out[h, c]).double()
 
         merged = attn.to_out[0](out.transpose(0, 1).reshape(1, -1, heads * head_dim))
         text = text + t_gate[:, None] * merged[:, :TEXT_LEN]
@@ -192,38 +198,48 @@ def naive_maps(model, latents, timestep, prompt_embeds, concept_embeds, layers, 
         text = text + t_gate[:, None] * block.ff(ln(text) * (1 + t_scale[:, None]) + t_shift[:, None])
         concepts = concepts + t_gate[:, None] * block.ff(ln(concepts) * (1 + t_scale[:, None]) + t_shift[:, None])
     shape = (num_concepts, num_frames, grid_h, grid_w)
-    return imap.view(shape) / len(layers), gram.view(shape) / len(layers), video
+    return {name: (m / len(layers)).view(shape) for name, m in maps.items()}, video
 
 
-def _assert_maps_close(got: torch.Tensor, expected: torch.Tensor) -> None:
+def _assert_maps_close(got: torch.Tensor, expected: torch.Tensor, rtol: float = 1e-5) -> None:
     # Z-scores divide by the spread across slots, so compare relative to the map's range.
-    torch.testing.assert_close(got, expected, rtol=0, atol=1e-5 * float(expected.abs().max()))
+    torch.testing.assert_close(got.double(), expected.double(), rtol=0, atol=rtol * float(expected.abs().max()))
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("layers", [[0, 2], [1]], ids=["layers0-2", "layer1"])
 @torch.no_grad()
-def test_extract_maps_equals_naive_reference(transformer, layers: list[int]) -> None:
-    latents, prompt_embeds, concept_embeds = make_inputs()
-    imap, gram, video = naive_maps(transformer, latents, 400, prompt_embeds, concept_embeds, layers, top_k=1)
+def test_every_map_kind_equals_the_naive_reference(transformer, layers: list[int], dtype: torch.dtype) -> None:
+    model = transformer.to(dtype)
+    try:
+        latents, prompt_embeds, concept_embeds = (x.to(dtype) for x in make_inputs())
+        expected, video = naive_maps(model, latents, 400, prompt_embeds, concept_embeds, layers, top_k=1)
 
-    # The hand-run blocks reproduce the model's own video stream (checks the reference itself).
-    captured = {}
+        # The hand-run blocks reproduce the model's own video stream (checks the reference itself).
+        captured = {}
 
-    def keep_video(module, args, output) -> None:
-        captured["video"] = output[0]
+        def keep_video(module, args, output) -> None:
+            captured["video"] = output[0]
 
-    hook = transformer.transformer_blocks[max(layers)].register_forward_hook(keep_video)
-    predict_velocity(transformer, latents, 400, prompt_embeds)
-    hook.remove()
-    torch.testing.assert_close(captured["video"], video, rtol=1e-5, atol=1e-5)
+        hook = model.transformer_blocks[max(layers)].register_forward_hook(keep_video)
+        predict_velocity(model, latents, 400, prompt_embeds)
+        hook.remove()
+        torch.testing.assert_close(captured["video"], video, rtol=1e-5, atol=1e-5)
 
-    for slots in ("compact", "full"):
-        maps = read_concept_maps(transformer, latents, 400, prompt_embeds, concept_embeds, layers=layers, top_k_heads=1,
-                            concept_slots=slots)
-        assert maps["imap"].shape == maps["gramcol"].shape == (3, 3, 4, 6)
-        assert maps["imap"].dtype == torch.float32 and maps["imap"].device.type == "cpu"
-        _assert_maps_close(maps["imap"], imap)
-        _assert_maps_close(maps["gramcol"], gram)
+        for slots in ("compact", "full"):
+            maps = read_concept_maps(model, latents, 400, prompt_embeds, concept_embeds, layers=layers,
+                                     top_k_heads=1, concept_slots=slots)
+            assert set(maps) == {"imap", "gramcol", "cross_attention", "concept_attention"}
+            for name, expected_maps in expected.items():
+                assert maps[name].shape == (3, 3, 4, 6), name
+                assert maps[name].dtype == torch.float32 and maps[name].device.type == "cpu"
+                # 1e-4 of the range in float32 (1e-5 for the Gram kinds); float64 leaves only the final cast.
+                rtol = 1e-7 if dtype == torch.float64 else 1e-5 if name in ("imap", "gramcol") else 1e-4
+                _assert_maps_close(maps[name], expected_maps, rtol)
+        # The baselines are not the GramCol maps under another name.
+        assert (maps["cross_attention"] - maps["concept_attention"]).abs().max() > 1e-2
+    finally:
+        transformer.float()
 
 
 @pytest.mark.parametrize("num_concepts", [1, 5, TEXT_LEN - 1, TEXT_LEN])
@@ -232,7 +248,7 @@ def test_compact_equals_full(transformer, num_concepts: int) -> None:
     kwargs = dict(layers=[0, 1, 2], top_k_heads=2)
     compact = read_concept_maps(transformer, latents, 400, prompt_embeds, concept_embeds, **kwargs)
     full = read_concept_maps(transformer, latents, 400, prompt_embeds, concept_embeds, concept_slots="full", **kwargs)
-    for name in ("imap", "gramcol"):
+    for name in ("imap", "gramcol", "cross_attention", "concept_attention"):
         assert compact[name].shape == (num_concepts, 3, 4, 6)
         torch.testing.assert_close(compact[name], full[name], rtol=1e-5, atol=1e-5)
 
@@ -245,7 +261,7 @@ def test_the_null_concept_reads_what_an_empty_slot_reads(transformer, concept_sl
     kwargs = dict(layers=[0, 1, 2], top_k_heads=2, concept_slots=concept_slots)
     maps = read_concept_maps(transformer, latents, 400, prompt_embeds, concept_embeds, with_null=True, **kwargs)
     plain = read_concept_maps(transformer, latents, 400, prompt_embeds, concept_embeds, **kwargs)
-    for name in ("imap", "gramcol"):
+    for name in ("imap", "gramcol", "cross_attention", "concept_attention"):
         assert maps[name].shape == (4, 3, 4, 6)
         torch.testing.assert_close(maps[name][:3], plain[name], rtol=0, atol=0)
         torch.testing.assert_close(maps[name][3], maps[name][2], rtol=1e-5, atol=1e-5)
@@ -339,14 +355,6 @@ def test_only_the_asked_kinds_are_reduced(transformer, monkeypatch) -> None:
                              layers=[0, 2], top_k_heads=1)
     assert set(imap) == {"imap"} and len(calls) == 2  # one ranking per map layer
     assert torch.equal(imap["imap"], both["imap"])
-
-
-def test_cogvideox_does_not_offer_the_attention_weights_kind() -> None:
-    model = make_transformer(rope=False)
-    latents, prompt_embeds, concept_embeds = make_inputs()
-    with pytest.raises(ConfigError, match="CogVideoX gives imap, gramcol"):
-        read_concept_maps(model, latents, 400, prompt_embeds, concept_embeds, kinds=("cross_attention",),
-                          layers=[0], top_k_heads=1)
 
 
 def test_a_run_reduces_only_its_map_kind(tiny_model_dir, video_factory, monkeypatch) -> None:

@@ -95,6 +95,8 @@ def _literal_readout(transformer, latents, timestep, prompt_embeds, rows, layers
         for head in range(heads):
             weights = torch.softmax(q[head] @ k[head].T / math.sqrt(d), dim=-1)  # [N, 512]
             o = weights @ v[head]  # [N, d]
+            # §10: the official Wan baseline divides the logits by sqrt(d) twice.
+            baseline = torch.softmax(q[head] @ k[head].T / math.sqrt(d) / math.sqrt(d), dim=-1)
             labels = np.repeat(np.arange(F), h * w)
             chi.append(calinski_harabasz_score(o.numpy(), labels))
             of = o.view(F, h * w, d)
@@ -106,7 +108,7 @@ def _literal_readout(transformer, latents, timestep, prompt_embeds, rows, layers
                     g[slot, f] = of[f] @ of[f, star]
             z = (g - g.mean(0)) / (g.std(0, unbiased=True) + 1e-6)
             per_head_g.append(z)
-            per_head_ca.append(weights.T.reshape(-1, F, h * w))
+            per_head_ca.append(baseline.T.reshape(-1, F, h * w))
         top = np.argsort(chi)[::-1][:top_k]
         sel_layers.append(torch.stack([per_head_g[j] for j in top]).mean(0))
         imap_layers.append(torch.stack(per_head_g).sum(0))
@@ -209,12 +211,26 @@ def test_tiny_wan_segments_real_clips_end_to_end(tiny_wan_model_dir, video_facto
     assert maps.shape[0] == 2 and maps.shape[2:] == (4, 6)
 
 
+def test_wan_predicts_with_the_cross_attention_baseline(tiny_wan_model_dir, video_factory, tmp_path):
+    video = video_factory("clip.mp4", num_frames=9, height=64, width=96)
+    out = tmp_path / "out"
+    result = run_cli("predict", video, "--classes", "person", "dog", "--model", tiny_wan_model_dir, "--out", out,
+                     "--map", "cross_attention", "--no-overlay", "-q")
+    assert result.exit_code == 0, result.output
+    doc = json.loads((out / "clip" / "labels.json").read_text())
+    assert doc["settings"]["maps"]["kind"] == "cross_attention"
+    maps = np.load(out / "clip" / "saliency.npz")["saliency"].astype(np.float32)
+    # Attention weights: a share of each token's attention, between 0 and 1.
+    assert maps.shape[0] == 2 and maps.min() >= 0 and 0 < maps.max() <= 1
+
+
 @pytest.mark.parametrize("setting,expected", [
     ("maps.layers=[0,5]", "map layers \\[5\\] do not exist"),
     ("maps.top_k_heads=3", "top_k_heads is 3"),
     ("video.num_frames=11", "4k\\+1"),
     ("video.width=104", "multiples of 16"),
     ("inversion.prompt='A video of a cat.'", "'dog' is not in the prompt"),
+    ("maps.kind=concept_attention", "Wan2.1 gives imap, gramcol, cross_attention$"),
 ])
 def test_wan_settings_fail_before_the_model_runs(tiny_wan_model_dir, video_factory, tmp_path, setting, expected):
     video = video_factory("clip.mp4", num_frames=9)
@@ -225,7 +241,7 @@ def test_wan_settings_fail_before_the_model_runs(tiny_wan_model_dir, video_facto
     assert result.output.startswith("error:") and len(result.output.strip().splitlines()) == 1
     import re
 
-    assert re.search(expected, result.output), result.output
+    assert re.search(expected, result.output.strip()), result.output
     assert time.perf_counter() - started < 10
     assert not (tmp_path / "o").exists()
 

@@ -35,13 +35,12 @@ import numpy as np
 from vidseg.errors import ConfigError, DatasetError
 from vidseg.files import write_bytes_atomic
 
-# vidseg map kind (``maps.kind``) -> the official file stem written per clip. "concept_attention" is not read by
-# vidseg yet; it is listed so that its maps land under the official name once it is.
+# vidseg map kind (``maps.kind``) -> the official file stem written per clip.
 OFFICIAL_KEYS: dict[str, str] = {
     "imap": "sel_imap_layers",
     "gramcol": "imap_layers",
-    "cross_attention": "cross_attention_maps_layers",  # Wan2.1 only
-    "concept_attention": "concept_attention_maps_layers",
+    "cross_attention": "cross_attention_maps_layers",
+    "concept_attention": "concept_attention_maps_layers",  # CogVideoX only
 }
 
 REQUIRED_FIELDS = ("video_path", "caption", "concepts", "object")

@@ -8,16 +8,21 @@ What a capture can provide:
 - ``video_outputs``: per-head attention outputs of the video tokens (before the output projection);
 - ``video_queries``: video queries after the q-norm (and RoPE);
 - ``concept_keys``: each concept slot's key after the k-norm;
-- ``attended_concept_keys``: the concept keys are keys of the very attention the video queries run (Wan's text
-  cross-attention), so a softmax over them is the model's own attention weights. A concept stream that only reads
-  the video (CogVideoX) does not provide it.
+- ``concept_outputs``: each concept slot's per-head attention output (before the output projection) in a concept
+  stream that attends over [concept slots ; video tokens] (CogVideoX). A backbone whose concepts are prompt tokens
+  of a text cross-attention (Wan) has no such stream.
+
+The cross-attention baseline follows what the backbone's concept keys are (method.md §10): keys of the very
+attention the video queries run (Wan's ``attn2``) give the mean over heads of a softmax over the slots of the
+logits divided by sqrt(d) twice; keys of a concept stream the video never attends to (CogVideoX) give the raw
+logits, unscaled, mean over heads. The capture tells the read-out which (``MapReadout(keys_attended=...)``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-TERMS = ("gramcol", "attention")
+TERMS = ("gramcol", "cross_attention", "concept_attention")
 HEAD_WEIGHTS = ("motion", "all", "mean")
 
 
@@ -27,7 +32,8 @@ class MapKind:
 
     Attributes:
         term: the per-head quantity summed: ``gramcol`` (Gram columns of the surrogate tokens z-scored over the
-            slots, method.md §6-§7) or ``attention`` (each video token's softmax over the slots).
+            slots, method.md §6-§7), ``cross_attention`` (each video query against each slot's key, §10) or
+            ``concept_attention`` (each video token's output against each slot's concept-stream output, §10).
         heads: how heads are weighed: ``motion`` (mean over the ``top_k_heads`` heads that separate the latent
             frames best, method.md §8), ``all`` (sum over every head) or ``mean`` (mean over every head).
         needs: what the capture must provide (see the module docstring).
@@ -50,5 +56,9 @@ IMAP = MapKind("gramcol", "motion", _GRAMCOL_NEEDS, "mean over the motion heads 
 # The official ``imap_layers``.
 GRAMCOL = MapKind("gramcol", "all", _GRAMCOL_NEEDS, "sum over all heads")
 # The official ``cross_attention_maps_layers``: a baseline.
-CROSS_ATTENTION = MapKind("attention", "mean", frozenset({"video_queries", "concept_keys", "attended_concept_keys"}),
-                          "the model's attention weights on the class token (a baseline)")
+CROSS_ATTENTION = MapKind("cross_attention", "mean", frozenset({"video_queries", "concept_keys"}),
+                          "each video query against the class key, mean over heads (a baseline)")
+# The official ``concept_attention_maps_layers``: a baseline (ConceptAttention without its softmax over concepts).
+CONCEPT_ATTENTION = MapKind("concept_attention", "all", frozenset({"video_outputs", "concept_outputs"}),
+                            "each video output against the class's concept-stream output, sum over heads (a "
+                            "baseline)")

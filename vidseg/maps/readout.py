@@ -4,7 +4,6 @@ never looks at a model."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -13,7 +12,7 @@ import torch
 
 from vidseg.errors import ConfigError
 from vidseg.maps.gramcol import gramcol, surrogate_tokens, zscore_over_slots
-from vidseg.maps.heads import frame_separation
+from vidseg.maps.heads import frame_separation, statistics_dtype
 from vidseg.maps.kinds import MapKind
 from vidseg.registry import CONCEPT_SLOTS, MAP_KINDS
 
@@ -29,11 +28,14 @@ class LayerTensors:
             ``[B, heads, video_tokens, head_dim]``.
         video_queries: video queries after the q-norm (and RoPE) ``[B, heads, video_tokens, head_dim]``.
         concept_keys: the slots' keys after the k-norm ``[B, heads, slots, head_dim]``.
+        concept_outputs: the slots' attention outputs in a concept stream, before the output projection
+            ``[B, heads, slots, head_dim]``; None where the backbone has no concept stream.
     """
 
     video_outputs: torch.Tensor
     video_queries: torch.Tensor
     concept_keys: torch.Tensor
+    concept_outputs: torch.Tensor | None = None
 
 
 class LayerReader(Protocol):
@@ -94,8 +96,10 @@ class MapReadout:
 
     One ``[latent_frames, patches, concepts]`` float64 sum per kind is kept, whatever the number of layers, heads or
     text slots, and only the terms those kinds need are computed: the z-scored Gram columns for ``imap`` /
-    ``gramcol``, the frame separation of the heads only for ``imap``, the attention weights only for
-    ``cross_attention``.
+    ``gramcol``, the frame separation of the heads only for ``imap``, the query-key products only for
+    ``cross_attention``, the concept-stream products only for ``concept_attention``. Every term is computed in at
+    least float32 from the model's activations, whatever the model's dtype (the Gram columns and z-scores in
+    float64), so a bfloat16 model's maps differ from a float32 run only as much as its activations do.
 
     Args:
         kinds: the map kinds to reduce (``MAP_KINDS`` names).
@@ -107,10 +111,14 @@ class MapReadout:
             attention weights add log n0 to the logit of a slot standing for n0 identical ones.
         null_row: the slot of the null concept (a padding slot) whose map ``maps(with_null=True)`` appends; None
             when every slot holds a concept.
+        keys_attended: the concept keys are keys of the attention the video queries run (Wan's text
+            cross-attention): ``cross_attention`` is then a softmax over the slots of the logits divided by sqrt(d)
+            twice, as the official Wan code computes it; otherwise (a concept stream, CogVideoX) the raw logits.
     """
 
     def __init__(self, kinds: Sequence[str], concept_rows: Sequence[int] | int, grid: tuple[int, int, int],
-                 top_k_heads: int, slot_weights: torch.Tensor, null_row: int | None = None):
+                 top_k_heads: int, slot_weights: torch.Tensor, null_row: int | None = None, *,
+                 keys_attended: bool = False):
         self.kinds: dict[str, MapKind] = {name: MAP_KINDS.load(name) for name in kinds}
         rows = list(range(concept_rows) if isinstance(concept_rows, int) else concept_rows)
         self.num_concepts = len(rows)
@@ -119,68 +127,72 @@ class MapReadout:
         self.grid = grid
         self.top_k_heads = top_k_heads
         self.slot_weights = slot_weights
-        self._gram_kinds = [name for name, kind in self.kinds.items() if kind.term == "gramcol"]
-        self._attention_kinds = [name for name, kind in self.kinds.items() if kind.term == "attention"]
-        self.gram_sums: torch.Tensor | None = None  # [gram kinds, frames, patches, concepts]
-        self.attention_sums: torch.Tensor | None = None  # [frames, patches, concepts]
+        self.keys_attended = keys_attended
+        self._by_term: dict[str, list[str]] = {}  # each per-head term computed once for the kinds summing it
+        for name, kind in self.kinds.items():
+            self._by_term.setdefault(kind.term, []).append(name)
+        self.sums: dict[str, torch.Tensor] = {}  # kind -> [frames, patches, concepts] float64
         self.num_reads = 0
 
     def add_layer(self, layer: LayerTensors) -> None:
-        """Add one layer's maps (method.md §6-§9); ``layer`` holds a batch of one video."""
+        """Add one layer's maps (method.md §6-§10); ``layer`` holds a batch of one video."""
         if layer.video_outputs.shape[0] != 1:
             raise ValueError(f"MapReadout reads one video at a time, got a batch of {layer.video_outputs.shape[0]}")
-        out_video, query_video, concept_keys = layer.video_outputs[0], layer.video_queries[0], layer.concept_keys[0]
         num_frames, grid_h, grid_w = self.grid
-        num_heads = out_video.shape[0]
-        out_video = out_video.unflatten(1, (num_frames, grid_h * grid_w))  # [heads, frames, patches, head_dim]
-        query_video = query_video.unflatten(1, (num_frames, grid_h * grid_w))
-        num_slots, head_dim = concept_keys.shape[1], out_video.shape[-1]
-        device = out_video.device
-        rows = self.read_rows.to(device)
-        shape = (num_frames, grid_h * grid_w, len(rows))
+        # [heads, frames, patches, head_dim]
+        out_video = layer.video_outputs[0].unflatten(1, (num_frames, grid_h * grid_w))
+        query_video = layer.video_queries[0].unflatten(1, (num_frames, grid_h * grid_w))
+        concept_keys = layer.concept_keys[0]  # [heads, slots, head_dim]
+        concept_outputs = None if layer.concept_outputs is None else layer.concept_outputs[0]
+        num_heads, num_slots, head_dim = concept_keys.shape
+        rows = self.read_rows.to(out_video.device)
         if self.num_reads == 0:
-            if self._gram_kinds:
-                self.gram_sums = torch.zeros((len(self._gram_kinds), *shape), dtype=torch.float64, device=device)
-            if self._attention_kinds:
-                self.attention_sums = torch.zeros(shape, dtype=torch.float64, device=device)
+            shape = (num_frames, grid_h * grid_w, len(rows))
+            self.sums = {name: torch.zeros(shape, dtype=torch.float64, device=out_video.device) for name in self.kinds}
         # Heads go in chunks so that each temporary ([heads, slots, frames, patches] float64 at most) stays near
         # CHUNK_BYTES, and small per-head kernels do not dominate on a GPU.
         chunk = max(1, CHUNK_BYTES // (8 * num_frames * grid_h * grid_w * max(num_slots, head_dim)))
         chunks = [slice(start, start + chunk) for start in range(0, num_heads, chunk)]
-        head_weights = self._head_weights(out_video, chunks) if self._gram_kinds else None
+        head_weights = self._head_weights(out_video, chunks)
         for heads in chunks:
-            if head_weights is not None:
-                idx = surrogate_tokens(query_video[heads], concept_keys[heads])  # [chunk, slots, frames]
-                z = zscore_over_slots(gramcol(out_video[heads], idx), self.slot_weights, dim=1)
-                z = z.index_select(1, rows).movedim(1, -1)  # [chunk, frames, patches, concepts], as laid out
-                self.gram_sums += torch.tensordot(head_weights[:, heads], z, dims=1)
-            if self.attention_sums is not None:
-                self.attention_sums += self._attention_weights(query_video[heads], concept_keys[heads], rows) / num_heads
+            for term, names in self._by_term.items():
+                if term == "gramcol":
+                    idx = surrogate_tokens(query_video[heads], concept_keys[heads])  # [chunk, slots, frames]
+                    values = zscore_over_slots(gramcol(out_video[heads], idx), self.slot_weights, dim=1)
+                    values = values.index_select(1, rows).movedim(1, -1)  # [chunk, frames, patches, concepts]
+                elif term == "cross_attention":
+                    values = self._cross_attention(query_video[heads], concept_keys[heads], rows)
+                else:
+                    values = _products(out_video[heads], concept_outputs[heads].index_select(1, rows))
+                for name in names:
+                    self.sums[name] += torch.tensordot(head_weights[name][heads], values, dims=1)
         self.num_reads += 1
 
-    def _head_weights(self, out_video: torch.Tensor, chunks: list[slice]) -> torch.Tensor:
-        """``[gram kinds, heads]`` float64: each Gram kind's weight on each head. Weights rather than indexing by
-        the selection, so a GPU never waits for it; the frame separation only when a kind selects motion heads."""
+    def _head_weights(self, out_video: torch.Tensor, chunks: list[slice]) -> dict[str, torch.Tensor]:
+        """``[heads]`` float64 per kind: its weight on each head. Weights rather than indexing by the selection,
+        so a GPU never waits for it; the frame separation only when a kind selects motion heads."""
         num_heads = out_video.shape[0]
-        weights = torch.zeros(len(self._gram_kinds), num_heads, dtype=torch.float64, device=out_video.device)
+        weights = {}
         separation = None
-        for i, name in enumerate(self._gram_kinds):
-            if self.kinds[name].heads == "motion":
+        for name, kind in self.kinds.items():
+            weights[name] = torch.full((num_heads,), 1.0 / num_heads if kind.heads == "mean" else 1.0,
+                                       dtype=torch.float64, device=out_video.device)
+            if kind.heads == "motion":
                 if separation is None:
                     separation = torch.cat([frame_separation(out_video[heads]) for heads in chunks])
-                weights[i, separation.topk(self.top_k_heads).indices] = 1.0 / self.top_k_heads
-            else:
-                weights[i] = 1.0
+                weights[name].zero_()
+                weights[name][separation.topk(self.top_k_heads).indices] = 1.0 / self.top_k_heads
         return weights
 
-    def _attention_weights(self, q: torch.Tensor, k: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-        """Sum over heads of softmax over slots of q.k / sqrt(d), at the concept rows -> ``[frames, patches, C]``."""
-        dtype = torch.promote_types(q.dtype, torch.float32)
-        logits = torch.einsum("hfpd,hsd->hfps", q.to(dtype), k.to(dtype)) / math.sqrt(q.shape[-1])
+    def _cross_attention(self, q: torch.Tensor, k: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """Each head's cross-attention baseline at the concept rows -> float64 ``[heads, frames, patches, C]``."""
+        if not self.keys_attended:  # a concept stream: raw logits, one slot at a time
+            return _products(q, k.index_select(1, rows))
+        logits = _products(q, k) / q.shape[-1]  # divided by sqrt(d) twice, as the official Wan code does
         weights = self.slot_weights.to(logits)
         logits = logits + weights.log()  # a slot standing for n0 copies weighs n0 times
         # ... and each copy gets a share of its weight (the null row is one padding slot's, as with all slots).
-        return (logits.softmax(dim=-1).index_select(-1, rows) / weights[rows]).sum(0).double()
+        return logits.softmax(dim=-1).index_select(-1, rows) / weights[rows]
 
     def maps(self, *, with_null: bool = False) -> dict[str, torch.Tensor]:
         """The kinds asked for: float32 CPU ``[concepts, latent_frames, grid_h, grid_w]``, mean over the read
@@ -189,14 +201,19 @@ class MapReadout:
         read-out has no null row (every text slot holds a concept)."""
         if self.num_reads == 0:
             raise RuntimeError("no map layer was read: run the transformer inside an instrumented forward")
-        sums = {name: self.gram_sums[i] for i, name in enumerate(self._gram_kinds)}
-        sums.update({name: self.attention_sums for name in self._attention_kinds})
         out = {}
         for name in self.kinds:
-            maps = (sums[name] / self.num_reads).permute(2, 0, 1).unflatten(2, self.grid[1:]).float().cpu()
+            maps = (self.sums[name] / self.num_reads).permute(2, 0, 1).unflatten(2, self.grid[1:]).float().cpu()
             if not with_null:
                 maps = maps[:self.num_concepts]
             elif len(self.read_rows) == self.num_concepts:
                 maps = torch.cat([maps, maps.new_zeros(1, *maps.shape[1:])])
             out[name] = maps.contiguous()
         return out
+
+
+def _products(video: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
+    """``<video[h, f, p], slots[h, c]>`` -> float64 ``[heads, frames, patches, C]``, computed in at least float32
+    (a bfloat16 product would round each value to 3 significant digits before the sum over heads)."""
+    dtype = statistics_dtype(torch.promote_types(video.dtype, slots.dtype))
+    return torch.einsum("hfpd,hcd->hfpc", video.to(dtype), slots.to(dtype)).double()

@@ -29,7 +29,7 @@ class CogVideoXBackbone(DiffusersBackbone):
     transformer_class = "CogVideoXTransformer3DModel"
     vae_class = "AutoencoderKLCogVideoX"
     text_encoder_class = "T5EncoderModel"
-    captures = frozenset({"video_outputs", "video_queries", "concept_keys"})
+    captures = frozenset({"video_outputs", "video_queries", "concept_keys", "concept_outputs"})
     frame_multiple = 8
     hub_presets = {"THUDM/CogVideoX-2b": "cogvideox-2b", "THUDM/CogVideoX-5b": "cogvideox-5b"}
     parts_module = "vidseg.models.cogvideox.parts"

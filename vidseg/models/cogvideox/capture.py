@@ -1,6 +1,6 @@
-"""CogVideoX's capture: the stock joint attention, bit for bit, plus a read-only concept stream whose keys, with the
-video queries and per-head outputs, go to the read-out (``vidseg.maps.readout``) at each map layer (method.md
-§5-§9).
+"""CogVideoX's capture: the stock joint attention, bit for bit, plus a read-only concept stream whose keys and
+per-head outputs, with the video queries and per-head outputs, go to the read-out (``vidseg.maps.readout``) at
+each map layer (method.md §5-§10).
 
 The model is never edited. ``concept_stream_attention`` swaps ``ConceptStreamAttnProcessor`` into blocks
 0..max(layers) (the concept keys of a layer depend on every block before it) and a forward pre-hook on block 0
@@ -79,18 +79,19 @@ class ConceptStream:
         concept_keys = _split_heads(attn.to_k(normed), attn.heads)
         if attn.norm_k is not None:
             concept_keys = attn.norm_k(concept_keys)
-        if block_idx in self.map_layers:
-            self.readout.add_layer(LayerTensors(out[-videos:, :, text_len:], query[-videos:, :, text_len:],
-                                                concept_keys))
-        if block_idx == self.last_layer:
-            return  # no later block reads the concept tokens
         concept_queries = _split_heads(attn.to_q(normed), attn.heads)
         if attn.norm_q is not None:
             concept_queries = attn.norm_q(concept_queries)
         concept_values = _split_heads(attn.to_v(normed), attn.heads)
+        # Also at the last map layer, where no later block reads the tokens: ConceptAttention reads the outputs.
         attended = self._attend(
             concept_queries, concept_keys, concept_values, key[-videos:, :, text_len:], value[-videos:, :, text_len:]
-        )
+        )  # [B, heads, slots, head_dim]
+        if block_idx in self.map_layers:
+            self.readout.add_layer(LayerTensors(out[-videos:, :, text_len:], query[-videos:, :, text_len:],
+                                                concept_keys, attended))
+        if block_idx == self.last_layer:
+            return  # no later block reads the concept tokens
         attended = attended.transpose(1, 2).flatten(2)  # [B, slots, heads * head_dim]
         attended = attn.to_out[1](attn.to_out[0](attended))
         hidden = self.hidden + gate * attended
@@ -317,7 +318,10 @@ def read_concept_maps(
     Returns:
         float32 CPU ``[C, latent_frames, grid_h, grid_w]`` maps of each kind (``[C + 1, ...]`` with ``with_null``):
         ``imap`` (the official ``sel_imap_layers``: mean over the top-k heads, then over layers), ``gramcol``
-        (``imap_layers``: sum over all heads, then mean over layers), z-scored over the text slots per head.
+        (``imap_layers``: sum over all heads, then mean over layers), z-scored over the text slots per head;
+        ``cross_attention`` (``cross_attention_maps_layers``: the raw logits of each video query against the
+        concept key, mean over heads) and ``concept_attention`` (``concept_attention_maps_layers``: each video
+        token's per-head output against the concept's concept-stream output, summed over heads), method.md §10.
     """
     check_one_video(noisy_latents)
     grid = check_video_grid(token_grid(transformer.config, noisy_latents))

@@ -51,7 +51,7 @@ class WanBackbone(DiffusersBackbone):
     vae_class = "AutoencoderKLWan"
     text_encoder_class = "UMT5EncoderModel"
     # attn2's keys are the prompt's: the video queries really attend to the concept keys.
-    captures = frozenset({"video_outputs", "video_queries", "concept_keys", "attended_concept_keys"})
+    captures = frozenset({"video_outputs", "video_queries", "concept_keys"})
     stage_labels = {"ddim": "flow inversion", "renoise": "renoise"}
     hub_presets = {"Wan-AI/Wan2.1-T2V-1.3B-Diffusers": "wan2.1-1.3b", "Wan-AI/Wan2.1-T2V-14B-Diffusers": "wan2.1-14b"}
     parts_module = "vidseg.models.wan.parts"

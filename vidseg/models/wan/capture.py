@@ -132,7 +132,7 @@ def cross_attention_readout(
         slots, weights = torch.arange(total), torch.ones(total)
     null_row = length if length < total else None  # the first padding slot: the null concept
     readout = MapReadout(kinds, concepts.tolist(), grid, top_k_heads, weights.to(prompt_embeds.device),
-                         null_row=null_row)
+                         null_row=null_row, keys_attended=True)
     original = transformer.attn_processors
     instrumented = dict(original)
     for i in map_layers:
@@ -174,7 +174,7 @@ def read_cross_attention_maps(
         float32 CPU ``[C, latent_frames, grid_h, grid_w]`` (``[C + 1, ...]`` with ``with_null``) maps of each
         kind: ``imap`` and ``gramcol`` as for
         CogVideoX, ``cross_attention`` (``cross_attention_maps_layers``: the mean over heads of the softmax over
-        the 512 slots).
+        the 512 slots of the logits divided by sqrt(d) twice, method.md §10).
     """
     check_one_video(noisy_latents)
     grid = check_video_grid(token_grid(transformer.config, noisy_latents))
