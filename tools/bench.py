@@ -340,6 +340,126 @@ def compare_forwards(model: Any, config: Any, classes: list[str], repeats: int, 
     }
 
 
+# -- bfloat16 against float32 ----------------------------------------------------------------------------------
+
+
+class ReadoutLog:
+    """Stands in for the read-out's ``surrogate_tokens`` and ``frame_separation`` during one forward (the product's
+    own path, ``Backbone.read_maps``), keeping what each returns, and beside each surrogate the one a read-out in
+    the activations' own dtype would pick (the QK logits rounded to bfloat16 before the argmax)."""
+
+    def __init__(self):
+        from vidseg.maps import readout
+
+        self.module = readout
+        self.surrogates: list[torch.Tensor] = []  # [heads, slots, frames] per call, in call order
+        self.native: list[torch.Tensor] = []
+        self.separation: list[torch.Tensor] = []  # [heads] per call
+
+    def surrogate_tokens(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        idx = self.originals["surrogate_tokens"](q, k)
+        heads, frames, patches, head_dim = q.shape
+        logits = k @ q.reshape(heads, frames * patches, head_dim).transpose(1, 2)  # in q's dtype
+        self.surrogates.append(idx.cpu())
+        self.native.append(logits.view(heads, -1, frames, patches).argmax(dim=3).cpu())
+        return idx
+
+    def frame_separation(self, x: torch.Tensor) -> torch.Tensor:
+        score = self.originals["frame_separation"](x)
+        self.separation.append(score.float().cpu())
+        return score
+
+    def __enter__(self) -> "ReadoutLog":
+        self.originals = {name: getattr(self.module, name) for name in ("surrogate_tokens", "frame_separation")}
+        for name in self.originals:
+            setattr(self.module, name, getattr(self, name))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for name, original in self.originals.items():
+            setattr(self.module, name, original)
+
+
+def precision_models(args: argparse.Namespace, device: torch.device) -> tuple[Any, Any]:
+    """The same random weights twice: in bfloat16, and those bfloat16 values held in float32."""
+    from vidseg.models.geometry import stand_in_model
+
+    low = stand_in_model(args.geometry, num_layers=args.layers, text_layers=1, dtype=torch.bfloat16, device=device)
+    high = stand_in_model(args.geometry, num_layers=args.layers, text_layers=1, dtype=torch.float32, device=device)
+    with torch.no_grad():
+        for param in high.transformer.parameters():
+            param.copy_(param.to(torch.bfloat16))
+    return low, high
+
+
+def compare_precision(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
+    """One read-out forward of every map kind on a bfloat16 model and on its float32 twin (same weights, same
+    inputs): how often the surrogate tokens and motion heads agree, and each kind's relative map error. The
+    read-out computes in at least float32 from the model's activations; ``native`` is what bfloat16 arithmetic of
+    the QK matching would have picked from the same activations."""
+    import dataclasses
+    import importlib
+
+    from vidseg.config import load_config
+
+    low, high = precision_models(args, device)
+    config = load_config(args.geometry)
+    depth = high.transformer_config["num_layers"]
+    # The preset's layers that the truncated depth keeps (all blocks when it keeps none).
+    config.maps.layers = [i for i in config.maps.layers if i < depth] or list(range(depth))
+    frames = args.precision_frames or (high.transformer_config.get("sample_frames", 49) if device.type == "cuda"
+                                       else 9)
+    height, width = args.precision_size or (int(v) for v in high.example_size.split("x"))
+    generator = torch.Generator().manual_seed(0)
+    latents = torch.randn(high.latent_shape(frames, height, width), generator=generator)
+    text = importlib.import_module(high.parts_module).random_text(high.transformer_config, args.precision_concepts,
+                                                                 generator)
+    timestep = high.readout_timestep(config.inversion)
+    kinds = high.map_kinds
+    runs = {}
+    for name, model in (("bfloat16", low), ("float32", high)):
+        concepts = text.concepts if text.concepts.dtype == torch.long else text.concepts.to(model.dtype)
+        model_text = dataclasses.replace(text, prompt_embeds=text.prompt_embeds.to(device, model.dtype),
+                                         concepts=concepts.to(device))
+        start = time.perf_counter()
+        with ReadoutLog() as log, torch.inference_mode():
+            maps = model.read_maps(latents.to(device, model.dtype), timestep, model_text, config.maps, kinds=kinds)
+        runs[name] = (maps, log, time.perf_counter() - start)
+    (low_maps, low_log, low_s), (high_maps, high_log, high_s) = runs["bfloat16"], runs["float32"]
+    reference = torch.cat([i.flatten() for i in high_log.surrogates])
+
+    def agreement(picked: list[torch.Tensor]) -> float:
+        return float((torch.cat([i.flatten() for i in picked]) == reference).double().mean())
+
+    k = config.maps.top_k_heads
+    low_sep = torch.cat(low_log.separation).view(len(config.maps.layers), -1)
+    high_sep = torch.cat(high_log.separation).view(len(config.maps.layers), -1)
+    same_heads = [set(a.topk(k).indices.tolist()) == set(b.topk(k).indices.tolist())
+                  for a, b in zip(low_sep, high_sep)]
+    map_error = {kind: float((low_maps[kind] - high_maps[kind]).norm() / high_maps[kind].norm()) for kind in kinds}
+    return {
+        "geometry": args.geometry, "blocks": depth, "layers_read": config.maps.layers, "top_k_heads": k,
+        "latents": list(latents.shape), "concepts": args.precision_concepts, "timestep": timestep,
+        "cases": int(reference.numel()),
+        "surrogate_agreement": agreement(low_log.surrogates),
+        "surrogate_agreement_native_bf16": agreement(low_log.native),
+        "surrogate_agreement_fp32_native": agreement(high_log.native),  # a check: float32 has no rounding to add
+        "motion_heads_same_layers": f"{sum(same_heads)}/{len(same_heads)}",
+        "relative_map_error": map_error, "seconds": {"bfloat16": low_s, "float32": high_s},
+    }
+
+
+def precision_lines(result: dict[str, Any]) -> str:
+    lines = [f"bfloat16 against float32, same weights ({result['geometry']}, {result['blocks']} blocks, map layers "
+             f"{result['layers_read']}, latents {result['latents']}, {result['concepts']} concepts):",
+             f"  surrogate tokens agree in {100 * result['surrogate_agreement']:.3f} % of {result['cases']} (layer, "
+             f"head, slot, frame) cases with the read-out's float32 arithmetic; "
+             f"{100 * result['surrogate_agreement_native_bf16']:.3f} % if the QK matching ran in bfloat16",
+             f"  motion heads: the same top-{result['top_k_heads']} in {result['motion_heads_same_layers']} layers"]
+    lines += [f"  relative map error {kind}: {error:.2e}" for kind, error in result["relative_map_error"].items()]
+    return "\n".join(lines)
+
+
 # -- output -----------------------------------------------------------------------------------------------------
 
 
@@ -401,11 +521,46 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--dtype", choices=("bfloat16", "float16", "float32"),
                         help="default bfloat16 on a GPU, float32 on a CPU")
     parser.add_argument("--workers", type=int, default=0, help="refine worker processes (0: one per core)")
-    parser.add_argument("--only", choices=("stages", "overhead"), help="run only the stages or only the overhead")
+    parser.add_argument("--only", choices=("stages", "overhead", "precision"),
+                        help="run only the stages, only the overhead, or only the bfloat16-against-float32 check")
+    parser.add_argument("--precision", action="store_true", help="also compare a bfloat16 model's maps with its "
+                                                                  "float32 twin's (real geometries)")
+    parser.add_argument("--precision-frames", type=int, help="frames of the precision check's clip (default 49 on "
+                                                             "a GPU, 9 on a CPU), at the native size")
+    parser.add_argument("--precision-size", help="HxW of the precision check's clip (default the native size)")
+    parser.add_argument("--precision-concepts", type=int, default=8, help="concepts in the precision check")
     parser.add_argument("--json", help="write the results to this JSON file")
     args = parser.parse_args(argv)
     args.size = tuple(int(v) for v in args.size.lower().split("x")) if args.size else None
+    if args.precision_size:
+        args.precision_size = tuple(int(v) for v in args.precision_size.lower().split("x"))
     return args
+
+
+def bench_pipeline(args: argparse.Namespace, device: torch.device, dtype: torch.dtype, real: bool) -> dict[str, Any]:
+    """The stage table and the overhead forward pair, printed as they finish."""
+    report: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="vidseg-bench-") as tmp:
+        workdir = Path(tmp)
+        load = Meter(device)
+        load.start("load")
+        model, settings_from = open_model(args, device, dtype, workdir)
+        load.finish()
+        config = bench_config(args, model, settings_from)
+        report["load"] = asdict(load.stages["load"])
+        report["settings"] = config.to_dict()
+        print(f"{args.geometry} ({settings_from}) on {device}, {str(dtype).split('.')[-1]}: loaded in "
+              f"{report['load']['seconds']:.1f} s, {model.transformer_config['num_layers']} blocks", flush=True)
+        if args.only != "overhead":
+            video = bench_video(args, config, workdir)
+            report.update(run_stages(model, config, video, list(args.classes), device, workdir))
+            print(f"\n{video.name}: {report['frames']} frames, {report['windows']} windows of "
+                  f"{config.video.num_frames} at {config.video.height}x{config.video.width}\n", flush=True)
+            print(stage_table(report, device.type == "cuda"), flush=True)
+        if args.only != "stages":
+            report["overhead"] = compare_forwards(model, config, list(args.classes), args.repeats, native=real)
+            print("\n" + overhead_lines(report["overhead"]), flush=True)
+    return report
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -421,26 +576,13 @@ def main(argv: list[str] | None = None) -> int:
         args.t5_layers = 24
     report: dict[str, Any] = {"geometry": args.geometry, "device": str(device), "dtype": str(dtype).split(".")[-1],
                               "classes": args.classes}
-    with tempfile.TemporaryDirectory(prefix="vidseg-bench-") as tmp:
-        workdir = Path(tmp)
-        load = Meter(device)
-        load.start("load")
-        model, settings_from = open_model(args, device, dtype, workdir)
-        load.finish()
-        config = bench_config(args, model, settings_from)
-        report["load"] = asdict(load.stages["load"])
-        report["settings"] = config.to_dict()
-        print(f"{args.geometry} ({settings_from}) on {device}, {report['dtype']}: loaded in "
-              f"{report['load']['seconds']:.1f} s, {model.transformer_config['num_layers']} blocks", flush=True)
-        if args.only != "overhead":
-            video = bench_video(args, config, workdir)
-            report.update(run_stages(model, config, video, list(args.classes), device, workdir))
-            print(f"\n{video.name}: {report['frames']} frames, {report['windows']} windows of "
-                  f"{config.video.num_frames} at {config.video.height}x{config.video.width}\n", flush=True)
-            print(stage_table(report, device.type == "cuda"), flush=True)
-        if args.only != "stages":
-            report["overhead"] = compare_forwards(model, config, list(args.classes), args.repeats, native=real)
-            print("\n" + overhead_lines(report["overhead"]), flush=True)
+    if args.only == "precision" or args.precision:
+        if not real:
+            raise SystemExit("the precision check builds random real-shape models: give --geometry")
+        report["precision"] = compare_precision(args, device)
+        print(precision_lines(report["precision"]), flush=True)
+    if args.only != "precision":
+        report.update(bench_pipeline(args, device, dtype, real))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")

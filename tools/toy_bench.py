@@ -1,13 +1,15 @@
 """How vidseg's choices score on the toy world, where the truth is known: mean IoU of a model's masks through the
 library pipeline (``VideoSegmenter.compute_saliency`` then ``iter_labels``, what ``vidseg predict`` runs) on held-out
 toy clips, for map kind, inversion, read-out timestep, map layers, motion heads, calibration, background logit,
-upsampler and CRF, plus two random-weight controls.
+upsampler and CRF, plus two random-weight controls; ``--only maps`` puts every map kind the backbone gives side by side
+(IMAP, GramCol and the paper's two baselines, cross-attention and ConceptAttention).
 
     python tools/toy_bench.py --model toy                        # the shipped model, 24 held-out clips; a table
     python tools/toy_bench.py --model toy-model/ --clips 8 --json toy_bench.json
     python tools/toy_bench.py --model toy-model-step1000/ --only defaults
     python tools/toy_bench.py --model toy-model/ --only post --first-seed 500000   # choose post-processing on the
                                                                                    # trainer's validation clips
+    python tools/toy_bench.py --model toy --only maps            # IMAP, GramCol and the two baselines
     python tools/toy_bench.py --model toy --motion               # verbs: where and when, through vidseg localize
     python tools/toy_bench.py --model toy --motion --only post --first-seed 500000  # choose the decision
     python tools/toy_bench.py --model toy --vocabulary --first-seed 700000   # ask every clip for all four shapes
@@ -57,7 +59,6 @@ from vidseg.toyworld import (  # noqa: E402
 # (row name, settings that need the model pass again)
 MODEL_ROWS = [
     ("defaults (the preset: IMAP, DDIM 10 steps to t=199)", []),
-    ("map: GramCol (all heads)", ["maps.kind=gramcol"]),
     ("inversion: renoise (official)", ["inversion.method=renoise"]),
     ("inversion: DDIM 5 steps (grid 25, t=199)", ["inversion.num_steps=25", "inversion.readout_index=20"]),
     ("inversion: DDIM 20 steps (grid 100, t=199)", ["inversion.num_steps=100", "inversion.readout_index=80"]),
@@ -93,7 +94,6 @@ MOTION_ROWS = [
     ("defaults (the preset: IMAP, motion heads top-2)", []),
     ("motion heads top-1", ["maps.top_k_heads=1"]),
     ("motion heads top-4 (= all)", ["maps.top_k_heads=4"]),
-    ("map: GramCol (all heads)", ["maps.kind=gramcol"]),
 ]
 MOTION_POST_ROWS = [
     ("threshold 0.3", ["localize.threshold=0.3"]),
@@ -106,6 +106,31 @@ MOTION_POST_ROWS = [
     ("calibration: class, background 2 (real-video defaults)", ["probs.calibration=class", "probs.background=2.0"]),
     ("calibration: clip, background 2", ["probs.calibration=clip", "probs.background=2.0"]),
 ]
+
+
+# What each map kind is, for the rows (every kind the model's backbone gives gets one, beside the preset's).
+KIND_LABELS = {"imap": "IMAP (motion heads)", "gramcol": "GramCol (all heads)",
+               "cross_attention": "cross-attention (baseline)", "concept_attention": "ConceptAttention (baseline)"}
+
+
+def map_kind_rows(model_dir: str, run, clips, workers: int, log, *, skip: str | None = None) -> list[dict]:
+    """A row per map kind the model's backbone gives (``skip``: the preset's, already a row), each with the preset's
+    post-processing and again with the scale-free ``clip`` calibration: the baselines' raw values (logits, output
+    products) are not on the z-scores' scale, so a preset tuned on z-scores would rank them unfairly alone. ``run``
+    is ``run_model`` or ``run_motion``."""
+    out = []
+    for kind in load_model(model_dir).map_kinds:
+        if kind == skip:
+            continue
+        setting, label = [f"maps.kind={kind}"], KIND_LABELS.get(kind, kind)
+        out += run(model_dir, clips, [(f"map: {label}", setting)],
+                   [(f"map: {label}, calibration clip", setting + ["probs.calibration=clip"])], workers, log)
+    return out
+
+
+def preset_map_kind(model_dir: str) -> str:
+    """The map kind of the model's preset (its first row)."""
+    return load_config(model_dir_config=model_folder_config(model_dir)).maps.kind
 
 
 def make_clips(count: int, folder: Path, first_seed: int = 0) -> list[tuple[Path, list[str], np.ndarray]]:
@@ -277,14 +302,14 @@ def print_motion_row(row: dict, prefix: str = "") -> None:
         pointing = f"{v['pointing']:.2f}" if v["pointing"] is not None else "  - "
         parts.append(f"{concept} t {v['temporal_iou']:.3f} st {v['spatiotemporal_iou']:.3f} pt {pointing}")
     secs = f"{row['model_s_per_clip']:6.1f} s" if row["model_s_per_clip"] is not None else "  (same maps)"
-    print(f"{prefix}{row['row']:<48} tIoU {row['mean_temporal_iou']:.3f} stIoU {row['mean_spatiotemporal_iou']:.3f}"
+    print(f"{prefix}{row['row']:<56} tIoU {row['mean_temporal_iou']:.3f} stIoU {row['mean_spatiotemporal_iou']:.3f}"
           f"   {'   '.join(parts)}   {secs}", flush=True)
 
 
 def print_row(row: dict, prefix: str = "") -> None:
     classes = "  ".join(f"{k} {v:.3f}" if v is not None else f"{k}   -  " for k, v in row["per_class"].items())
     secs = f"{row['model_s_per_clip']:6.1f} s" if row["model_s_per_clip"] is not None else "  (same maps)"
-    print(f"{prefix}{row['row']:<44} mIoU {row['miou']:.3f}   {classes}   {secs}", flush=True)
+    print(f"{prefix}{row['row']:<52} mIoU {row['miou']:.3f}   {classes}   {secs}", flush=True)
 
 
 @torch.no_grad()
@@ -322,9 +347,10 @@ def main(argv: list[str] | None = None) -> int:
                                                                "vary by +-0.1 in mIoU with how many objects they hold")
     parser.add_argument("--first-seed", type=int, default=0, help="first clip seed; 500000 scores the trainer's "
                                                                   "validation clips, where presets are chosen")
-    parser.add_argument("--only", choices=["defaults", "post", "all"], default="all",
-                        help="defaults: the preset row and the map-kind row, plus the controls; post: the preset row "
-                             "and the post-processing rows (one model pass)")
+    parser.add_argument("--only", choices=["defaults", "maps", "post", "all"], default="all",
+                        help="defaults: the preset row, plus the controls; maps: the preset row and a row per map "
+                             "kind the backbone gives (IMAP, GramCol and the baselines); post: the preset row and "
+                             "the post-processing rows (one model pass)")
     parser.add_argument("--no-controls", action="store_true", help="skip the random-weight control models")
     parser.add_argument("--workers", type=int, default=1, help="refine worker processes")
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
@@ -339,8 +365,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.vocabulary:
         return vocabulary_main(args)
 
-    rows, post_rows = {"defaults": (MODEL_ROWS[:2], []), "post": (MODEL_ROWS[:1], POST_ROWS),
-                       "all": (MODEL_ROWS, POST_ROWS)}[args.only]
+    rows, post_rows = {"defaults": (MODEL_ROWS[:1], []), "maps": (MODEL_ROWS[:1], []),
+                       "post": (MODEL_ROWS[:1], POST_ROWS), "all": (MODEL_ROWS, POST_ROWS)}[args.only]
     report: dict = {"model": args.model, "clips": args.clips, "first_seed": args.first_seed, "rows": []}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -348,6 +374,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.model}: {args.clips} held-out toy clips from seed {args.first_seed}, 24 frames at 192 x 128 "
               f"({sum(len(c) for _, c, _ in clips)} objects)", flush=True)
         report["rows"] = run_model(args.model, clips, rows, post_rows, args.workers, print_row)
+        if args.only in ("maps", "all"):
+            report["rows"] += map_kind_rows(args.model, run_model, clips, args.workers, print_row,
+                                            skip=preset_map_kind(args.model))
         report["caption_gap"] = caption_gap(args.model, args.clips)
         for t, gap in report["caption_gap"].items():
             print(f"caption gap at t={t}: v-MSE {gap['own']:.4f} with the clip's caption, {gap['other']:.4f} with "
@@ -383,8 +412,8 @@ def vocabulary_main(args: argparse.Namespace) -> int:
 
 
 def motion_main(args: argparse.Namespace) -> int:
-    rows, post_rows = {"defaults": (MOTION_ROWS[:1], []), "post": (MOTION_ROWS[:1], MOTION_POST_ROWS),
-                       "all": (MOTION_ROWS, MOTION_POST_ROWS)}[args.only]
+    rows, post_rows = {"defaults": (MOTION_ROWS[:1], []), "maps": (MOTION_ROWS[:1], []),
+                       "post": (MOTION_ROWS[:1], MOTION_POST_ROWS), "all": (MOTION_ROWS, MOTION_POST_ROWS)}[args.only]
     report: dict = {"model": args.model, "clips": args.clips, "first_seed": args.first_seed, "motion": True}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -393,6 +422,9 @@ def motion_main(args: argparse.Namespace) -> int:
         print(f"{args.model}: {args.clips} held-out motion clips from motion seed {args.first_seed}, 24 frames at "
               f"192 x 128 ({verbs} verbs)", flush=True)
         report["rows"] = run_motion(args.model, clips, rows, post_rows, args.workers, print_motion_row)
+        if args.only in ("maps", "all"):
+            report["rows"] += map_kind_rows(args.model, run_motion, clips, args.workers, print_motion_row,
+                                            skip=preset_map_kind(args.model))
         if not args.no_controls:
             untrained = save_small_pipeline(build_tiny_pipeline(TOY_SPEC, seed=0), tmp / "untrained",
                                             TOY_SPEC.preset)

@@ -86,3 +86,19 @@ def test_layer_count_is_checked():
         transformer_config("cogvideox-2b", 31)
     with pytest.raises(ConfigError, match="unknown"):
         transformer_config("cogvideox-9b")
+
+
+def test_precision_check_compares_a_bfloat16_model_with_its_float32_twin(bench, tmp_path, capsys):
+    out = tmp_path / "precision.json"
+    argv = ["--geometry", "cogvideox-5b", "--layers", "2", "--only", "precision", "--precision-frames", "9",
+            "--precision-size", "64x96", "--precision-concepts", "3", "--device", "cpu", "--json", str(out)]
+    assert bench.main(argv) == 0
+    result = json.loads(out.read_text())["precision"]
+    assert result["layers_read"] == [1] and result["latents"] == [1, 3, 16, 8, 12]
+    assert result["cases"] == 48 * 4 * 3  # heads x (3 concepts + the padding slot) x latent frames, one layer
+    # The float32 twin's QK logits need no rounding, so its two argmaxes are one: the log compares like with like.
+    assert result["surrogate_agreement_fp32_native"] == 1.0
+    assert 0.5 < result["surrogate_agreement"] <= 1.0 and 0.5 < result["surrogate_agreement_native_bf16"] <= 1.0
+    assert set(result["relative_map_error"]) == {"imap", "gramcol", "cross_attention", "concept_attention"}
+    assert all(0 < error < 1 for error in result["relative_map_error"].values())
+    assert "surrogate tokens agree in" in capsys.readouterr().out
