@@ -346,7 +346,9 @@ def compare_forwards(model: Any, config: Any, classes: list[str], repeats: int, 
 class ReadoutLog:
     """Stands in for the read-out's ``surrogate_tokens`` and ``frame_separation`` during one forward (the product's
     own path, ``Backbone.read_maps``), keeping what each returns, and beside each surrogate the one a read-out in
-    the activations' own dtype would pick (the QK logits rounded to bfloat16 before the argmax)."""
+    the activations' own dtype would pick (``native``: the QK logits in that dtype before the argmax) and the one
+    picked from the same queries and keys rounded to bfloat16 (``rounded``: on a float32 model, what the last
+    rounding of the read-out's inputs alone flips)."""
 
     def __init__(self):
         from vidseg.maps import readout
@@ -354,6 +356,7 @@ class ReadoutLog:
         self.module = readout
         self.surrogates: list[torch.Tensor] = []  # [heads, slots, frames] per call, in call order
         self.native: list[torch.Tensor] = []
+        self.rounded: list[torch.Tensor] = []
         self.separation: list[torch.Tensor] = []  # [heads] per call
 
     def surrogate_tokens(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
@@ -362,6 +365,7 @@ class ReadoutLog:
         logits = k @ q.reshape(heads, frames * patches, head_dim).transpose(1, 2)  # in q's dtype
         self.surrogates.append(idx.cpu())
         self.native.append(logits.view(heads, -1, frames, patches).argmax(dim=3).cpu())
+        self.rounded.append(self.originals["surrogate_tokens"](q.bfloat16(), k.bfloat16()).cpu())
         return idx
 
     def frame_separation(self, x: torch.Tensor) -> torch.Tensor:
@@ -444,6 +448,9 @@ def compare_precision(args: argparse.Namespace, device: torch.device) -> dict[st
         "surrogate_agreement": agreement(low_log.surrogates),
         "surrogate_agreement_native_bf16": agreement(low_log.native),
         "surrogate_agreement_fp32_native": agreement(high_log.native),  # a check: float32 has no rounding to add
+        # The float32 twin with only its QK-matching inputs rounded: the share of the flips the read-out's own
+        # inputs cause; the rest comes from the bfloat16 forward before them.
+        "surrogate_agreement_fp32_inputs_rounded": agreement(high_log.rounded),
         "motion_heads_same_layers": f"{sum(same_heads)}/{len(same_heads)}",
         "relative_map_error": map_error, "seconds": {"bfloat16": low_s, "float32": high_s},
     }
@@ -455,6 +462,9 @@ def precision_lines(result: dict[str, Any]) -> str:
              f"  surrogate tokens agree in {100 * result['surrogate_agreement']:.3f} % of {result['cases']} (layer, "
              f"head, slot, frame) cases with the read-out's float32 arithmetic; "
              f"{100 * result['surrogate_agreement_native_bf16']:.3f} % if the QK matching ran in bfloat16",
+             f"  (the float32 twin with only its queries and concept keys rounded to bfloat16: "
+             f"{100 * result['surrogate_agreement_fp32_inputs_rounded']:.3f} %; the rest of the disagreement comes "
+             f"from the bfloat16 forward before the read-out)",
              f"  motion heads: the same top-{result['top_k_heads']} in {result['motion_heads_same_layers']} layers"]
     lines += [f"  relative map error {kind}: {error:.2e}" for kind, error in result["relative_map_error"].items()]
     return "\n".join(lines)
