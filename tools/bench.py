@@ -385,50 +385,95 @@ class ReadoutLog:
 
 
 def precision_models(args: argparse.Namespace, device: torch.device) -> tuple[Any, Any]:
-    """The same random weights twice: in bfloat16, and those bfloat16 values held in float32."""
-    from vidseg.models.geometry import stand_in_model
+    """The same weights twice: in bfloat16, and those bfloat16 values held in float32. Random real-shape weights,
+    or with ``--geometry tiny --model FOLDER`` a model folder's own (trained) weights."""
+    if args.geometry == "tiny":
+        from vidseg.models.hub import load_model
 
-    low = stand_in_model(args.geometry, num_layers=args.layers, text_layers=1, dtype=torch.bfloat16, device=device)
-    high = stand_in_model(args.geometry, num_layers=args.layers, text_layers=1, dtype=torch.float32, device=device)
+        low = load_model(args.model, device=str(device), dtype=torch.bfloat16)
+        high = load_model(args.model, device=str(device), dtype=torch.float32)
+    else:
+        from vidseg.models.geometry import stand_in_model
+
+        low = stand_in_model(args.geometry, num_layers=args.layers, text_layers=1, dtype=torch.bfloat16,
+                             device=device)
+        high = stand_in_model(args.geometry, num_layers=args.layers, text_layers=1, dtype=torch.float32,
+                              device=device)
     with torch.no_grad():
         for param in high.transformer.parameters():
             param.copy_(param.to(torch.bfloat16))
     return low, high
 
 
-def compare_precision(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
-    """One read-out forward of every map kind on a bfloat16 model and on its float32 twin (same weights, same
-    inputs): how often the surrogate tokens and motion heads agree, and each kind's relative map error. The
-    read-out computes in at least float32 from the model's activations; ``native`` is what bfloat16 arithmetic of
-    the QK matching would have picked from the same activations."""
-    import dataclasses
+def random_precision_inputs(args: argparse.Namespace, model: Any, device: torch.device) -> tuple:
+    """Random latents and text for random weights, at the native frame size, and the preset's settings with the
+    map layers the truncated depth keeps (all blocks when it keeps none)."""
     import importlib
 
     from vidseg.config import load_config
 
-    low, high = precision_models(args, device)
     config = load_config(args.geometry)
-    depth = high.transformer_config["num_layers"]
-    # The preset's layers that the truncated depth keeps (all blocks when it keeps none).
+    depth = model.transformer_config["num_layers"]
     config.maps.layers = [i for i in config.maps.layers if i < depth] or list(range(depth))
-    frames = args.precision_frames or (high.transformer_config.get("sample_frames", 49) if device.type == "cuda"
+    frames = args.precision_frames or (model.transformer_config.get("sample_frames", 49) if device.type == "cuda"
                                        else 9)
-    height, width = args.precision_size or (int(v) for v in high.example_size.split("x"))
+    height, width = args.precision_size or (int(v) for v in model.example_size.split("x"))
     generator = torch.Generator().manual_seed(0)
-    latents = torch.randn(high.latent_shape(frames, height, width), generator=generator)
-    text = importlib.import_module(high.parts_module).random_text(high.transformer_config, args.precision_concepts,
-                                                                 generator)
-    timestep = high.readout_timestep(config.inversion)
+    latents = torch.randn(model.latent_shape(frames, height, width), generator=generator)
+    text = importlib.import_module(model.parts_module).random_text(model.transformer_config,
+                                                                  args.precision_concepts, generator)
+    return [(latents, text, model.readout_timestep(config.inversion))], config
+
+
+def toy_precision_inputs(folder: str, model: Any, clips: int) -> tuple:
+    """Toy clips 0..clips-1 at the folder's window size, each with its caption and shapes, brought to the read-out
+    point by ``model``: a list of (noisy latents, text, timestep), and the folder's settings."""
+    from vidseg.config import load_config, model_folder_config
+    from vidseg.toyworld import render_clip
+    from vidseg.video.sample import fit_frames
+
+    config = load_config(model_dir_config=model_folder_config(folder))
+    v = config.video
+    inputs = []
+    for seed in range(clips):
+        clip = render_clip(seed, num_frames=v.num_frames, height=v.height, width=v.width)
+        text = model.encode_text(f"A video of {clip.caption}.", clip.classes)
+        with torch.inference_mode():
+            latents = model.encode_video(fit_frames(clip.frames, v.height, v.width)[0])
+            noisy, timestep = model.noise_to_readout(latents, text, config.inversion)
+        inputs.append((noisy.cpu(), text, timestep))
+    return inputs, config
+
+
+def compare_precision(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
+    """One read-out forward of every map kind on a bfloat16 model and on its float32 twin (same weights, same
+    inputs): how often the surrogate tokens and motion heads agree, and each kind's relative map error. The
+    read-out computes in at least float32 from the model's activations; ``native`` is what bfloat16 arithmetic of
+    the QK matching would have picked from the same activations. Random weights read random latents and text; a
+    model folder reads toy clips (``--precision-clips``) with their captions and shapes, inverted by the float32
+    twin to the read-out point."""
+    import dataclasses
+
+    low, high = precision_models(args, device)
+    if args.geometry == "tiny":
+        inputs, config = toy_precision_inputs(args.model, high, args.precision_clips)
+    else:
+        inputs, config = random_precision_inputs(args, high, device)
+    depth = high.transformer_config["num_layers"]
     kinds = high.map_kinds
     runs = {}
     for name, model in (("bfloat16", low), ("float32", high)):
-        concepts = text.concepts if text.concepts.dtype == torch.long else text.concepts.to(model.dtype)
-        model_text = dataclasses.replace(text, prompt_embeds=text.prompt_embeds.to(device, model.dtype),
-                                         concepts=concepts.to(device))
-        start = time.perf_counter()
+        start, maps = time.perf_counter(), {kind: [] for kind in kinds}
         with ReadoutLog() as log, torch.inference_mode():
-            maps = model.read_maps(latents.to(device, model.dtype), timestep, model_text, config.maps, kinds=kinds)
-        runs[name] = (maps, log, time.perf_counter() - start)
+            for latents, text, timestep in inputs:
+                concepts = text.concepts if text.concepts.dtype == torch.long else text.concepts.to(model.dtype)
+                model_text = dataclasses.replace(text, prompt_embeds=text.prompt_embeds.to(device, model.dtype),
+                                                 concepts=concepts.to(device))
+                read = model.read_maps(latents.to(device, model.dtype), timestep, model_text, config.maps,
+                                       kinds=kinds)
+                for kind in kinds:
+                    maps[kind].append(read[kind].flatten())
+        runs[name] = ({kind: torch.cat(m) for kind, m in maps.items()}, log, time.perf_counter() - start)
     (low_maps, low_log, low_s), (high_maps, high_log, high_s) = runs["bfloat16"], runs["float32"]
     reference = torch.cat([i.flatten() for i in high_log.surrogates])
 
@@ -436,14 +481,15 @@ def compare_precision(args: argparse.Namespace, device: torch.device) -> dict[st
         return float((torch.cat([i.flatten() for i in picked]) == reference).double().mean())
 
     k = config.maps.top_k_heads
-    low_sep = torch.cat(low_log.separation).view(len(config.maps.layers), -1)
-    high_sep = torch.cat(high_log.separation).view(len(config.maps.layers), -1)
+    low_sep = torch.cat(low_log.separation).view(len(inputs) * len(config.maps.layers), -1)
+    high_sep = torch.cat(high_log.separation).view(len(inputs) * len(config.maps.layers), -1)
     same_heads = [set(a.topk(k).indices.tolist()) == set(b.topk(k).indices.tolist())
                   for a, b in zip(low_sep, high_sep)]
     map_error = {kind: float((low_maps[kind] - high_maps[kind]).norm() / high_maps[kind].norm()) for kind in kinds}
     return {
-        "geometry": args.geometry, "blocks": depth, "layers_read": config.maps.layers, "top_k_heads": k,
-        "latents": list(latents.shape), "concepts": args.precision_concepts, "timestep": timestep,
+        "geometry": args.model if args.geometry == "tiny" else args.geometry, "blocks": depth,
+        "layers_read": config.maps.layers, "top_k_heads": k, "clips": len(inputs), "latents": list(latents.shape),
+        "concepts": len(text.concepts), "timestep": timestep,
         "cases": int(reference.numel()),
         "surrogate_agreement": agreement(low_log.surrogates),
         "surrogate_agreement_native_bf16": agreement(low_log.native),
@@ -458,7 +504,8 @@ def compare_precision(args: argparse.Namespace, device: torch.device) -> dict[st
 
 def precision_lines(result: dict[str, Any]) -> str:
     lines = [f"bfloat16 against float32, same weights ({result['geometry']}, {result['blocks']} blocks, map layers "
-             f"{result['layers_read']}, latents {result['latents']}, {result['concepts']} concepts):",
+             f"{result['layers_read']}, {result['clips']} clip(s) of latents {result['latents']}, {result['concepts']} "
+             f"concepts):",
              f"  surrogate tokens agree in {100 * result['surrogate_agreement']:.3f} % of {result['cases']} (layer, "
              f"head, slot, frame) cases with the read-out's float32 arithmetic; "
              f"{100 * result['surrogate_agreement_native_bf16']:.3f} % if the QK matching ran in bfloat16",
@@ -534,11 +581,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--only", choices=("stages", "overhead", "precision"),
                         help="run only the stages, only the overhead, or only the bfloat16-against-float32 check")
     parser.add_argument("--precision", action="store_true", help="also compare a bfloat16 model's maps with its "
-                                                                  "float32 twin's (real geometries)")
+                                                                  "float32 twin's (real geometries, or --model)")
     parser.add_argument("--precision-frames", type=int, help="frames of the precision check's clip (default 49 on "
                                                              "a GPU, 9 on a CPU), at the native size")
     parser.add_argument("--precision-size", help="HxW of the precision check's clip (default the native size)")
-    parser.add_argument("--precision-concepts", type=int, default=8, help="concepts in the precision check")
+    parser.add_argument("--precision-concepts", type=int, default=8, help="concepts in the precision check "
+                                                                           "(random weights)")
+    parser.add_argument("--precision-clips", type=int, default=8, help="toy clips the precision check reads "
+                                                                        "(--model)")
     parser.add_argument("--json", help="write the results to this JSON file")
     args = parser.parse_args(argv)
     args.size = tuple(int(v) for v in args.size.lower().split("x")) if args.size else None
@@ -587,8 +637,8 @@ def main(argv: list[str] | None = None) -> int:
     report: dict[str, Any] = {"geometry": args.geometry, "device": str(device), "dtype": str(dtype).split(".")[-1],
                               "classes": args.classes}
     if args.only == "precision" or args.precision:
-        if not real:
-            raise SystemExit("the precision check builds random real-shape models: give --geometry")
+        if not real and not args.model:
+            raise SystemExit("the precision check needs --geometry (random weights) or --model FOLDER")
         report["precision"] = compare_precision(args, device)
         print(precision_lines(report["precision"]), flush=True)
     if args.only != "precision":

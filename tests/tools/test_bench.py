@@ -103,3 +103,13 @@ def test_precision_check_compares_a_bfloat16_model_with_its_float32_twin(bench, 
     assert set(result["relative_map_error"]) == {"imap", "gramcol", "cross_attention", "concept_attention"}
     assert all(0 < error < 1 for error in result["relative_map_error"].values())
     assert "surrogate tokens agree in" in capsys.readouterr().out
+
+
+def test_precision_check_reads_a_model_folder_on_toy_clips(bench, tiny_model_dir, tmp_path):
+    out = tmp_path / "precision.json"
+    argv = ["--model", str(tiny_model_dir), "--only", "precision", "--precision-clips", "2", "--device", "cpu",
+            "--json", str(out)]
+    assert bench.main(argv) == 0
+    result = json.loads(out.read_text())["precision"]
+    assert result["clips"] == 2 and result["surrogate_agreement_fp32_native"] == 1.0
+    assert set(result["relative_map_error"]) == {"imap", "gramcol", "cross_attention", "concept_attention"}
