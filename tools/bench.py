@@ -387,18 +387,15 @@ class ReadoutLog:
 def precision_models(args: argparse.Namespace, device: torch.device) -> tuple[Any, Any]:
     """The same weights twice: in bfloat16, and those bfloat16 values held in float32. Random real-shape weights,
     or with ``--geometry tiny --model FOLDER`` a model folder's own (trained) weights."""
-    if args.geometry == "tiny":
-        from vidseg.models.hub import load_model
+    from vidseg.models.geometry import stand_in_model
+    from vidseg.models.hub import load_model
 
-        low = load_model(args.model, device=str(device), dtype=torch.bfloat16)
-        high = load_model(args.model, device=str(device), dtype=torch.float32)
-    else:
-        from vidseg.models.geometry import stand_in_model
+    def build(dtype: torch.dtype) -> Any:
+        if args.geometry == "tiny":
+            return load_model(args.model, device=str(device), dtype=dtype)
+        return stand_in_model(args.geometry, num_layers=args.layers, text_layers=1, dtype=dtype, device=device)
 
-        low = stand_in_model(args.geometry, num_layers=args.layers, text_layers=1, dtype=torch.bfloat16,
-                             device=device)
-        high = stand_in_model(args.geometry, num_layers=args.layers, text_layers=1, dtype=torch.float32,
-                              device=device)
+    low, high = build(torch.bfloat16), build(torch.float32)
     with torch.no_grad():
         for param in high.transformer.parameters():
             param.copy_(param.to(torch.bfloat16))
@@ -452,8 +449,6 @@ def compare_precision(args: argparse.Namespace, device: torch.device) -> dict[st
     the QK matching would have picked from the same activations. Random weights read random latents and text; a
     model folder reads toy clips (``--precision-clips``) with their captions and shapes, inverted by the float32
     twin to the read-out point."""
-    import dataclasses
-
     low, high = precision_models(args, device)
     if args.geometry == "tiny":
         inputs, config = toy_precision_inputs(args.model, high, args.precision_clips)
@@ -465,12 +460,8 @@ def compare_precision(args: argparse.Namespace, device: torch.device) -> dict[st
     for name, model in (("bfloat16", low), ("float32", high)):
         start, maps = time.perf_counter(), {kind: [] for kind in kinds}
         with ReadoutLog() as log, torch.inference_mode():
-            for latents, text, timestep in inputs:
-                concepts = text.concepts if text.concepts.dtype == torch.long else text.concepts.to(model.dtype)
-                model_text = dataclasses.replace(text, prompt_embeds=text.prompt_embeds.to(device, model.dtype),
-                                                 concepts=concepts.to(device))
-                read = model.read_maps(latents.to(device, model.dtype), timestep, model_text, config.maps,
-                                       kinds=kinds)
+            for latents, text, timestep in inputs:  # read_maps puts the text on the model's device and dtype
+                read = model.read_maps(latents.to(device), timestep, text, config.maps, kinds=kinds)
                 for kind in kinds:
                     maps[kind].append(read[kind].flatten())
         runs[name] = ({kind: torch.cat(m) for kind, m in maps.items()}, log, time.perf_counter() - start)
@@ -488,8 +479,9 @@ def compare_precision(args: argparse.Namespace, device: torch.device) -> dict[st
     map_error = {kind: float((low_maps[kind] - high_maps[kind]).norm() / high_maps[kind].norm()) for kind in kinds}
     return {
         "geometry": args.model if args.geometry == "tiny" else args.geometry, "blocks": depth,
-        "layers_read": config.maps.layers, "top_k_heads": k, "clips": len(inputs), "latents": list(latents.shape),
-        "concepts": len(text.concepts), "timestep": timestep,
+        "layers_read": config.maps.layers, "top_k_heads": k, "clips": len(inputs),
+        "latents": list(inputs[0][0].shape), "concepts": sum(len(text.concepts) for _, text, _ in inputs),
+        "timestep": inputs[0][2],
         "cases": int(reference.numel()),
         "surrogate_agreement": agreement(low_log.surrogates),
         "surrogate_agreement_native_bf16": agreement(low_log.native),
@@ -505,7 +497,7 @@ def compare_precision(args: argparse.Namespace, device: torch.device) -> dict[st
 def precision_lines(result: dict[str, Any]) -> str:
     lines = [f"bfloat16 against float32, same weights ({result['geometry']}, {result['blocks']} blocks, map layers "
              f"{result['layers_read']}, {result['clips']} clip(s) of latents {result['latents']}, {result['concepts']} "
-             f"concepts):",
+             f"concepts in all):",
              f"  surrogate tokens agree in {100 * result['surrogate_agreement']:.3f} % of {result['cases']} (layer, "
              f"head, slot, frame) cases with the read-out's float32 arithmetic; "
              f"{100 * result['surrogate_agreement_native_bf16']:.3f} % if the QK matching ran in bfloat16",

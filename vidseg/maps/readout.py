@@ -175,13 +175,14 @@ class MapReadout:
         weights = {}
         separation = None
         for name, kind in self.kinds.items():
-            weights[name] = torch.full((num_heads,), 1.0 / num_heads if kind.heads == "mean" else 1.0,
-                                       dtype=torch.float64, device=out_video.device)
             if kind.heads == "motion":
                 if separation is None:
                     separation = torch.cat([frame_separation(out_video[heads]) for heads in chunks])
-                weights[name].zero_()
+                weights[name] = torch.zeros(num_heads, dtype=torch.float64, device=out_video.device)
                 weights[name][separation.topk(self.top_k_heads).indices] = 1.0 / self.top_k_heads
+            else:
+                weights[name] = torch.full((num_heads,), 1.0 / num_heads if kind.heads == "mean" else 1.0,
+                                           dtype=torch.float64, device=out_video.device)
         return weights
 
     def _cross_attention(self, q: torch.Tensor, k: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:

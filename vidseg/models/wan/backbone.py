@@ -50,7 +50,8 @@ class WanBackbone(DiffusersBackbone):
     transformer_class = "WanTransformer3DModel"
     vae_class = "AutoencoderKLWan"
     text_encoder_class = "UMT5EncoderModel"
-    # attn2's keys are the prompt's: the video queries really attend to the concept keys.
+    # No concept stream, so no concept_outputs; attn2's keys are the prompt's, which the video queries attend to
+    # (the capture's MapReadout(keys_attended=True)).
     captures = frozenset({"video_outputs", "video_queries", "concept_keys"})
     stage_labels = {"ddim": "flow inversion", "renoise": "renoise"}
     hub_presets = {"Wan-AI/Wan2.1-T2V-1.3B-Diffusers": "wan2.1-1.3b", "Wan-AI/Wan2.1-T2V-14B-Diffusers": "wan2.1-14b"}
