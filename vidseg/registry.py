@@ -99,7 +99,7 @@ RESIZE_MODES = Choices("video.resize", "resize mode", {
     "pad": "keep the aspect ratio and pad (the padding is cropped from the maps)",
 })
 READERS = Choices("video.reader", "video reader", {
-    "auto": "decord, then PyAV for what decord cannot read",
+    "auto": "PyAV, or decord when PyAV is not installed",
     "decord": "decord only",
     "pyav": "PyAV only",
 })
