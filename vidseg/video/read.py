@@ -17,8 +17,9 @@ a warning, so that ``read`` and ``iter_frames`` always agree on the count and on
 
 Frames come as displayed: rotation metadata (phone videos stored sideways, a display matrix of 90 / 180 / 270
 degrees) is applied by every reader — decord applies it itself; PyAV's frames are rotated here — so masks and
-overlays match what a player shows (decord fails on some rotated sizes). Variable frame rate: ``VideoInfo.timestamps`` holds each frame's presentation time, and sampling
-(``vidseg.video.sample.plan_sampling``) picks frames by time. Streams other than the first video stream are ignored.
+overlays match what a player shows (decord fails on some rotated sizes). Variable frame rate:
+``VideoInfo.timestamps`` holds each frame's presentation time, and sampling (``vidseg.video.sample.plan_sampling``)
+picks frames by time. Streams other than the first video stream are ignored.
 """
 
 from __future__ import annotations
@@ -257,11 +258,6 @@ class PyAVReader(VideoReader):
         self._quarter_turns = round(float(getattr(first, "rotation", 0) or 0) / 90) % 4
         if self._quarter_turns % 2:
             self.info.width, self.info.height = self.info.height, self.info.width
-
-    @property
-    def rotated(self) -> bool:
-        """Whether the file carries a rotation that this reader applies."""
-        return self._quarter_turns != 0
 
     def _open(self, path: Path) -> Any:
         av = self._av
