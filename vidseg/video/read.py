@@ -250,6 +250,8 @@ class PyAVReader(VideoReader):
         self.info = VideoInfo(path, num_frames, fps, int(ctx.width), int(ctx.height), "pyav", _video_names(num_frames),
                               timestamps)
         self._warned_gap = False
+        self._cursor: Iterator[tuple[int, Any]] | None = None  # the decoder where the last read stopped
+        self._cursor_next = 0  # the frame it yields next
         _, first = next(self._decode_from(0))  # fail now, not mid-pipeline, when not even the first frame decodes
         if not (self.info.width and self.info.height):  # some containers only know the size after decoding
             self.info.width, self.info.height = first.width, first.height
@@ -287,7 +289,7 @@ class PyAVReader(VideoReader):
                 runs.append([target])
         for run in runs:
             wanted = set(run)
-            for frame_idx, frame in self._decode_from(self._keyframe_before(run[0])):
+            for frame_idx, frame in self._frames_from(run[0]):
                 if frame_idx in wanted:
                     frames[frame_idx] = self._to_rgb(frame)
                 if frame_idx >= run[-1]:
@@ -296,7 +298,20 @@ class PyAVReader(VideoReader):
             return np.zeros((0, self.info.height, self.info.width, 3), np.uint8)
         return np.stack([frames[i] for i in idx.tolist()])
 
+    def _frames_from(self, target: int) -> Iterator[tuple[int, Any]]:
+        """Decoded frames up to and past ``target``: the decoder goes on from where the last ``read`` stopped
+        when that lies between ``target``'s keyframe and ``target``, else it seeks. Reading a video in consecutive
+        chunks (post-processing does) thus decodes each frame once instead of a GOP per chunk."""
+        key = self._keyframe_before(target)
+        if self._cursor is None or not key <= self._cursor_next <= target:
+            self._cursor, self._cursor_next = self._decode_from(key), key
+        for frame_idx, frame in self._cursor:
+            self._cursor_next = frame_idx + 1
+            yield frame_idx, frame
+        self._cursor = None  # the end of the video
+
     def _iter_batches(self, batch_size: int) -> Iterator[tuple[int, np.ndarray]]:
+        self._cursor = None  # decoding from 0 reopens the container under it
         batch: list[np.ndarray] = []
         start = 0
         for frame_idx, frame in self._decode_from(0):
@@ -369,6 +384,7 @@ class PyAVReader(VideoReader):
         return np.ascontiguousarray(np.rot90(rgb, self._quarter_turns)) if self._quarter_turns else rgb
 
     def close(self) -> None:
+        self._cursor = None
         if self._container is not None:
             self._container.close()
             self._container = None
