@@ -162,11 +162,12 @@ class VideoSegmenter:
             )
             by_kind: dict[str, list[torch.Tensor]] = {k: [] for k in kinds}
             null_maps: list[torch.Tensor] = []
-            for w, window in enumerate(plan.windows):
+            window_frames = reader.read_windows([plan.sampled_frames[window] for window in plan.windows])
+            for w in range(len(plan.windows)):
                 tag = f"window {w + 1}/{len(plan.windows)}" if len(plan.windows) > 1 else "video"
                 with _timed(seconds, "decode"):
                     progress.start(f"decode {tag}")
-                    frames = reader.read(plan.sampled_frames[window])
+                    frames = next(window_frames)
                     progress.finish()
                 maps, valid_box, timestep = self.window_saliency(frames, text, progress=progress, tag=tag,
                                                                  seconds=seconds, kinds=kinds)

@@ -138,6 +138,33 @@ def test_pyav_seeks_across_keyframes(tmp_path):
         np.testing.assert_array_equal(video.read(picks), frames[picks])
 
 
+def test_pyav_reads_forward_without_seeking_back(tmp_path, monkeypatch):
+    # Consecutive chunks (post-processing) and overlapping windows (the model) must decode each frame once: a seek
+    # back to the keyframe per chunk made a long video decode its GOPs many times over.
+    path = tmp_path / "gop.mp4"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=15, options={"g": "12", "bf": "2"})
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for i in range(40):
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(np.full((48, 64, 3), frame_level(i), np.uint8),
+                                                                   format="rgb24")))
+        container.mux(stream.encode())
+    with open_video(path, "pyav") as video:
+        expected = read_all(video)
+        starts = []
+        decode_from = video._decode_from
+        monkeypatch.setattr(video, "_decode_from", lambda start: starts.append(start) or decode_from(start))
+        chunks = np.concatenate([video.read(range(s, min(s + 5, 40))) for s in range(0, 40, 5)])
+        np.testing.assert_array_equal(chunks, expected)
+        assert starts == [0]
+        windows = [range(s, s + 9) for s in range(0, 32, 7)]
+        starts.clear()
+        for window, frames in zip(windows, video.read_windows(windows)):
+            np.testing.assert_array_equal(frames, expected[list(window)])
+        assert starts == [0]  # one pass: the overlaps were kept, not read again
+        np.testing.assert_array_equal(video.read([3, 30]), expected[[3, 30]])  # and it still seeks when it must
+
+
 def test_cut_off_file_keeps_present_frames(tmp_path, caplog):
     # moov first (faststart), then half the media data: 20 of 40 packets remain, the last one cut off.
     path = write_video(tmp_path / "full.mp4", "libx264", num_frames=40, container_options={"movflags": "faststart"},

@@ -83,6 +83,17 @@ class VideoReader(ABC):
     def _iter_batches(self, batch_size: int) -> Iterator[tuple[int, np.ndarray]]:
         """``iter_frames`` after its argument check."""
 
+    def read_windows(self, windows: Sequence[Sequence[int]]) -> Iterator[np.ndarray]:
+        """The frames of each window in turn, ``[len(window), H, W, 3]`` uint8 RGB, for windows that move forward
+        through the video (the model's). Frames a window shares with the one before are kept, not read again, so
+        a decoder never has to seek back to re-read an overlap."""
+        kept: dict[int, np.ndarray] = {}
+        for window in windows:
+            idx = [int(i) for i in window]
+            missing = sorted(set(idx) - kept.keys())
+            kept = {i: kept[i] for i in idx if i in kept} | dict(zip(missing, self.read(missing)))
+            yield np.stack([kept[i] for i in idx])
+
     def close(self) -> None:
         """Release the decoder (the default reader holds nothing)."""
 
