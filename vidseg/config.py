@@ -25,6 +25,7 @@ from vidseg.registry import (
     Choices, CALIBRATIONS, CONCEPT_SLOTS, CRF_MODES, EXPORT_FORMATS, ID_SPACES, INVERSIONS, MAP_KINDS, READERS, RESIZE_MODES,
     UPSAMPLERS,
 )
+from vidseg.video.read import parse_time
 from vidseg.weights import model_location
 
 logger = logging.getLogger(__name__)
@@ -69,6 +70,9 @@ class VideoConfig:
     resize: str = setting("stretch", choices=RESIZE_MODES)  # how a frame of another aspect ratio fits height x width
     reader: str = setting("auto", choices=READERS)
     frame_folder_fps: float = 15.0  # frame rate of a folder of frames (VSPW frames are 15 fps)
+    start: str | None = setting(None, "--start", "Segment from this time of the video: seconds (90, 12.5) or mm:ss "
+                                                 "(1:30). Outputs are numbered from it. Default: the start.")
+    end: str | None = setting(None, "--end", "Segment up to this time (seconds or mm:ss). Default: the end.")
 
 
 @dataclass
@@ -234,6 +238,10 @@ class VidsegConfig:
             raise ConfigError(f"video.window_overlap is {v.window_overlap}; it must be in [0, {v.num_frames})")
         if v.frame_folder_fps <= 0:
             raise ConfigError(f"video.frame_folder_fps is {v.frame_folder_fps}; give the frames' rate, e.g. 15")
+        start, end = (None if t is None else parse_time(t, f"video.{name} (--{name})")
+                      for name, t in (("start", v.start), ("end", v.end)))
+        if start is not None and end is not None and end <= start:
+            raise ConfigError(f"video.end (--end {v.end}) must come after video.start (--start {v.start})")
         if not 0 <= inv.readout_index < inv.num_steps:
             raise ConfigError(
                 f"inversion.readout_index is {inv.readout_index}; it must be in [0, {inv.num_steps}) "

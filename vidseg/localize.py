@@ -28,7 +28,6 @@ from vidseg.errors import ConfigError
 from vidseg.postprocess import CHUNK_FRAMES
 from vidseg.probs import saliency_to_probs
 from vidseg.refine import to_labels
-from vidseg.video.read import open_video
 
 if TYPE_CHECKING:
     from vidseg.result import SaliencyResult
@@ -168,8 +167,7 @@ def iter_concept_frames(localization: Localization, config: VidsegConfig, *,
     reference = result.sampled.permute(1, 0, 2, 3)
     active = np.stack([t.active for t in localization.tracks], axis=1)  # [N, C]
     workers = config.export.workers if workers is None else workers
-    with open_video(result.source, reader=config.video.reader,
-                    frame_folder_fps=config.video.frame_folder_fps) as reader:
+    with result.open_video(config) as reader:
         for start in range(0, result.info.num_frames, CHUNK_FRAMES):
             chunk = np.arange(start, min(start + CHUNK_FRAMES, result.info.num_frames))
             frames = reader.read(chunk)

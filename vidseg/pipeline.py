@@ -153,7 +153,8 @@ class VideoSegmenter:
             text = self._text(prompt, classes)
             progress.finish()
 
-        with open_video(video, reader=cfg.video.reader, frame_folder_fps=cfg.video.frame_folder_fps) as reader:
+        with open_video(video, reader=cfg.video.reader, frame_folder_fps=cfg.video.frame_folder_fps,
+                        start=cfg.video.start, end=cfg.video.end) as reader:
             info = reader.info
             plan = plan_sampling(
                 info.num_frames, info.fps, sample_fps=cfg.video.sample_fps,

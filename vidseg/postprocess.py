@@ -17,7 +17,6 @@ from vidseg.config import VidsegConfig
 from vidseg.presence import Presence, decide_presence
 from vidseg.probs import saliency_to_probs
 from vidseg.refine import to_labels
-from vidseg.video.read import open_video
 
 if TYPE_CHECKING:
     from vidseg.result import SaliencyResult
@@ -75,8 +74,7 @@ def iter_frame_outputs(
     probs_config = config.probs
     if presence is None:
         presence = decide_presence(result, config.presence.threshold, config.presence.peak_share)
-    video = open_video(result.source, reader=config.video.reader,
-                       frame_folder_fps=config.video.frame_folder_fps) if read_frames else nullcontext()
+    video = result.open_video(config) if read_frames else nullcontext()
     with video as reader:
         for start in range(0, len(indices), CHUNK_FRAMES):
             chunk = indices[start:start + CHUNK_FRAMES]

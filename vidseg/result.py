@@ -5,15 +5,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 import torch
 
 from vidseg.errors import ConfigError
 from vidseg.saliency_file import read_null_maps, read_saliency_npz, write_saliency_npz
-from vidseg.video.read import VideoInfo
+from vidseg.video.read import VideoInfo, VideoReader
 from vidseg.video.sample import SamplingPlan
+
+if TYPE_CHECKING:
+    from vidseg.config import VidsegConfig
 
 
 @dataclass
@@ -53,6 +56,13 @@ class SaliencyResult:
     window_maps_by_kind: dict[str, list[torch.Tensor]] = field(default_factory=dict)
     window_null_maps: list[torch.Tensor] = field(default_factory=list)
 
+    def open_video(self, config: VidsegConfig) -> VideoReader:
+        """The frames these maps were made from (the same time range of ``source``), read as ``config`` says."""
+        from vidseg.video.read import open_video
+
+        return open_video(self.source, reader=config.video.reader, frame_folder_fps=config.video.frame_folder_fps,
+                          start=self.info.start, end=self.info.end)
+
     def at_frames(self, frame_indices: Sequence[int] | np.ndarray) -> torch.Tensor:
         """Saliency of original frames ``frame_indices`` [T], interpolated linearly between the nearest sampled
         frames: float32 ``[T, C, h, w]``."""
@@ -82,6 +92,8 @@ class SaliencyResult:
             "fps": self.info.fps,
             "video_size": [self.info.height, self.info.width],
             "valid_box": list(self.valid_box),
+            "start": self.info.start,  # the time range of the source (None: its start / end)
+            "end": self.info.end,
         }
         return write_saliency_npz(path, maps, metadata, null=null)
 
@@ -95,7 +107,8 @@ class SaliencyResult:
 
         maps, meta = read_saliency_npz(path)
         null = read_null_maps(path)
-        with open_video(video, reader=reader, frame_folder_fps=frame_folder_fps) as opened:
+        with open_video(video, reader=reader, frame_folder_fps=frame_folder_fps, start=meta.get("start"),
+                        end=meta.get("end")) as opened:
             info = opened.info
         if info.num_frames != meta["num_frames"]:
             raise ConfigError(f"{video} has {info.num_frames} frames but {path} was made from {meta['num_frames']}; "

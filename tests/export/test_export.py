@@ -230,16 +230,17 @@ class Recorder:
 def stage_calls(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
     """Counts of what post-processing runs: video opened for frames, probabilities, labels (upsample + CRF)."""
     import vidseg.postprocess as postprocess
+    from vidseg.result import SaliencyResult
 
     calls = {"open_video": 0, "saliency_to_probs": 0, "to_labels": 0}
-    for name in calls:
-        original = getattr(postprocess, name)
+    for owner, name in ((SaliencyResult, "open_video"), (postprocess, "saliency_to_probs"), (postprocess, "to_labels")):
+        original = getattr(owner, name)
 
         def counted(*args, _name=name, _original=original, **kwargs):
             calls[_name] += 1
             return _original(*args, **kwargs)
 
-        monkeypatch.setattr(postprocess, name, counted)
+        monkeypatch.setattr(owner, name, counted)
     return calls
 
 

@@ -31,6 +31,8 @@ def localize(
     localize_min_active_s: Optional[float] = opt.setting_option("localize.min_active_s"),
     localize_max_gap_s: Optional[float] = opt.setting_option("localize.max_gap_s"),
     export_heatmaps: Optional[bool] = opt.setting_option("export.heatmaps", help="Write saliency.mp4. Default: on."),
+    video_start: Optional[str] = opt.setting_option("video.start"),
+    video_end: Optional[str] = opt.setting_option("video.end"),
     mevis: Optional[Path] = typer.Option(
         None, "--mevis", help="The MeViS protocol: a folder of the official MeViS_504 JSON shards; each clip's "
                               "caption is the prompt and its concepts, then verbs, the concepts. Needs --videos.",
@@ -73,11 +75,12 @@ def localize(
     if not concepts:
         raise ConfigError("no concepts given; pass the nouns and verbs to localize, e.g. --concepts \"dog, running\"")
     names = check_concepts(split_class_names(concepts))
-    check_videos(videos)
-    check_writable(out)
     cfg = opt.build_config(settings, {"localize.threshold": localize_threshold,
                                       "localize.min_active_s": localize_min_active_s,
-                                      "localize.max_gap_s": localize_max_gap_s, "export.heatmaps": export_heatmaps})
+                                      "localize.max_gap_s": localize_max_gap_s, "export.heatmaps": export_heatmaps,
+                                      "video.start": video_start, "video.end": video_end})
+    check_videos(videos, cfg.video)
+    check_writable(out)
     with RichProgress(enabled=not quiet) as progress:
         progress.start(f"load {cfg.model.source}")
         segmenter = VideoSegmenter.from_pretrained(config=cfg)

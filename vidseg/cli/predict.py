@@ -29,6 +29,8 @@ def predict(
     export_format: Optional[str] = opt.setting_option("export.format"),
     export_overlay: Optional[bool] = opt.setting_option("export.overlay"),
     export_heatmaps: Optional[bool] = opt.setting_option("export.heatmaps"),
+    video_start: Optional[str] = opt.setting_option("video.start"),
+    video_end: Optional[str] = opt.setting_option("video.end"),
     settings: dict = None,  # the MODEL_OPTIONS (see with_model_options)
     quiet: bool = opt.QuietOpt,
     debug: bool = opt.DebugOpt,
@@ -41,10 +43,11 @@ def predict(
 
     # Everything that can be checked without the model is checked first, so bad input fails in a second.
     names = check_classes(split_class_names(classes))
-    check_videos(videos)
-    check_writable(out)
     cfg = opt.build_config(settings, {"export.format": export_format, "export.overlay": export_overlay,
-                                      "export.heatmaps": export_heatmaps})
+                                      "export.heatmaps": export_heatmaps, "video.start": video_start,
+                                      "video.end": video_end})
+    check_videos(videos, cfg.video)
+    check_writable(out)
     with RichProgress(enabled=not quiet) as progress:
         progress.start(f"load {cfg.model.source}")
         segmenter = VideoSegmenter.from_pretrained(config=cfg)

@@ -97,7 +97,8 @@ def localize_summary(localization: Localization, config: VidsegConfig, model_nam
             "mean_mask_area": float(area),  # share of the frame, over all frames
         })
     return {"vidseg_version": __version__, "video": str(result.source), "model": model_name, "prompt": result.prompt,
-            "num_frames": result.info.num_frames, "fps": result.info.fps, "timestep": result.timestep,
+            "num_frames": result.info.num_frames, "fps": result.info.fps, "range": result.info.source_range(),
+            "timestep": result.timestep,
             "concepts": concepts, "settings": config.to_dict()}
 
 

@@ -135,6 +135,7 @@ def _write_labels_json(path: Path, result: SaliencyResult, config: VidsegConfig,
         "num_frames": result.info.num_frames,
         "fps": result.info.fps,
         "size": [result.info.height, result.info.width],
+        "range": result.info.source_range(),  # where these frames lie in the source (--start / --end)
         "model": model_name,
         "prompt": result.prompt,
         "readout_timestep": result.timestep,

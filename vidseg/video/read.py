@@ -61,6 +61,23 @@ class VideoInfo:
     frame_names: list[str] = field(repr=False)
     # Presentation time of each frame in seconds from the first, [num_frames]; None where unknown (frame folders).
     timestamps: np.ndarray | None = field(default=None, repr=False)
+    # A time range of the source (``open_video(start=, end=)``): the times asked for in seconds (None: the
+    # source's start / end), and the source's index and time of frame 0 and its frame count.
+    start: float | None = None
+    end: float | None = None
+    first_frame: int = 0
+    first_time: float = 0.0
+    source_frames: int | None = None
+
+    def source_range(self) -> dict[str, Any]:
+        """Where these frames lie in the source, for ``labels.json``: frame indices, and seconds from the source's
+        first frame (``end_s``: when the last frame stops showing)."""
+        length = (float(self.timestamps[-1]) + 1 / self.fps if self.timestamps is not None
+                  else self.num_frames / self.fps) if self.fps > 0 else 0.0
+        return {"first_frame": self.first_frame, "last_frame": self.first_frame + self.num_frames - 1,
+                "source_frames": self.num_frames if self.source_frames is None else self.source_frames,
+                "start_s": round(self.first_time, 6), "end_s": round(self.first_time + length, 6),
+                "asked": {"start": self.start, "end": self.end}}
 
 
 class VideoReader(ABC):
@@ -114,7 +131,8 @@ class VideoReader(ABC):
         return idx
 
 
-def open_video(path: str | Path, reader: str = "auto", *, frame_folder_fps: float = 15.0) -> VideoReader:
+def open_video(path: str | Path, reader: str = "auto", *, frame_folder_fps: float = 15.0,
+               start: float | str | None = None, end: float | str | None = None) -> VideoReader:
     """Open a video file (any container FFmpeg reads) or a folder of ``.jpg/.jpeg/.png`` frames.
 
     Args:
@@ -122,12 +140,23 @@ def open_video(path: str | Path, reader: str = "auto", *, frame_folder_fps: floa
         reader: ``auto`` (PyAV, or decord when PyAV is not installed), ``decord`` or ``pyav``. Ignored for
             frame folders.
         frame_folder_fps: frame rate assigned to a folder of frames (VSPW frames are 15 fps).
+        start, end: keep only the frames shown from ``start`` to before ``end`` (seconds or ``mm:ss``, see
+            ``parse_time``; None: the source's start / end). The reader then numbers them from 0, and its info
+            says where they lie in the source.
 
     Raises:
-        VideoReadError: missing path, folder without frames, unreadable / corrupt file, no video stream, zero frames.
+        VideoReadError: missing path, folder without frames, unreadable / corrupt file, no video stream, zero frames,
+            a time range with no frame in it.
         MissingDependencyError: the requested backend (or, for ``auto``, both backends) cannot be imported.
     """
-    path = Path(path)
+    opened = _open_source(Path(path), reader, frame_folder_fps)
+    if start is None and end is None:
+        return opened
+    return TrimmedReader(opened, None if start is None else parse_time(start, "start"),
+                         None if end is None else parse_time(end, "end"))
+
+
+def _open_source(path: Path, reader: str, frame_folder_fps: float) -> VideoReader:
     READERS.check(reader)
     if not path.exists():
         raise VideoReadError(f"{path} does not exist; pass a video file or a folder of .jpg/.png frames")
@@ -151,6 +180,77 @@ def open_video(path: str | Path, reader: str = "auto", *, frame_folder_fps: floa
     if reader == "decord" or av is None:
         return DecordReader(path)
     return PyAVReader(path)
+
+
+def parse_time(value: float | int | str, name: str = "time") -> float:
+    """Seconds from ``90``, ``12.5``, ``"1:30"`` (mm:ss) or ``"1:02:03.5"`` (h:mm:ss); ConfigError otherwise."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        parts = str(value).strip().split(":")
+        try:
+            if len(parts) > 3 or any(not p.strip() for p in parts):
+                raise ValueError
+            numbers = [float(p) for p in parts]
+            if any(n < 0 for n in numbers) or any(n >= 60 for n in numbers[1:]):
+                raise ValueError
+        except ValueError:
+            raise ConfigError(f"{name} is {value!r}; give seconds (90, 12.5) or mm:ss (1:30), h:mm:ss (1:02:03)") \
+                from None
+        seconds = 0.0
+        for number in numbers:
+            seconds = seconds * 60 + number
+    if not np.isfinite(seconds) or seconds < 0:
+        raise ConfigError(f"{name} is {value!r}; a time must be 0 or more seconds")
+    return seconds
+
+
+def format_time(seconds: float) -> str:
+    """``95.5`` -> ``1:35.5``: how a time is shown to a user."""
+    minutes, rest = divmod(seconds, 60)
+    return f"{int(minutes)}:{rest:04.1f}" if minutes else f"{rest:.1f} s"
+
+
+class TrimmedReader(VideoReader):
+    """The frames of another reader shown from ``start`` to before ``end`` seconds, numbered from 0.
+
+    A frame's time is its presentation time (``VideoInfo.timestamps``), or ``index / fps`` where that is unknown
+    (frame folders). Frame names: ``00000``, ``00001``, ... for video files, the images' own names for folders.
+    """
+
+    def __init__(self, inner: VideoReader, start: float | None, end: float | None):
+        self._inner = inner
+        source = inner.info
+        if start is not None and end is not None and end <= start:
+            inner.close()
+            raise ConfigError(f"the end ({format_time(end)}) must come after the start ({format_time(start)})")
+        times = source.timestamps if source.timestamps is not None else np.arange(source.num_frames) / source.fps
+        first = 0 if start is None else int(np.searchsorted(times, start - 1e-6, side="left"))
+        stop = source.num_frames if end is None else int(np.searchsorted(times, end - 1e-6, side="left"))
+        if stop <= first:
+            inner.close()
+            length = float(times[-1]) + 1 / source.fps
+            raise VideoReadError(f"{source.path.name} has no frame from {format_time(start or 0.0)} to "
+                                 f"{'its end' if end is None else format_time(end)}: it is {format_time(length)} long; give "
+                                 f"--start / --end within that")
+        self._first = first
+        names = source.frame_names[first:stop] if source.backend == "frames" else _video_names(stop - first)
+        self.info = VideoInfo(
+            source.path, stop - first, source.fps, source.width, source.height, source.backend, names,
+            None if source.timestamps is None else source.timestamps[first:stop] - source.timestamps[first],
+            start=start, end=end, first_frame=first, first_time=float(times[first]), source_frames=source.num_frames,
+        )
+
+    def read(self, indices: Sequence[int]) -> np.ndarray:
+        return self._inner.read(self._check_indices(indices) + self._first)
+
+    def _iter_batches(self, batch_size: int) -> Iterator[tuple[int, np.ndarray]]:
+        for start in range(0, self.info.num_frames, batch_size):
+            stop = min(start + batch_size, self.info.num_frames)
+            yield start, self.read(np.arange(start, stop))
+
+    def close(self) -> None:
+        self._inner.close()
 
 
 def _import_optional(name: str) -> ModuleType | None:
