@@ -266,3 +266,26 @@ def test_demo_without_gradio_is_one_line(tiny_model_dir, monkeypatch):
     monkeypatch.setitem(sys.modules, "gradio", None)  # import gradio now raises ImportError
     result = run_cli("demo", "--model", tiny_model_dir)
     assert_one_line_error(result, 2, "vidseg[demo]")
+
+
+def test_a_log_lists_each_stage_as_it_finishes_before_wrote(tiny_model_dir, video_factory, tmp_path, monkeypatch):
+    """Not a terminal (a file, CI, SLURM): a plain line per finished stage in the order they ran, and the periodic
+    count of a long stage; never the bars drawn in one block after ``wrote`` and the table."""
+    from vidseg.cli import progress
+
+    monkeypatch.setattr(progress, "LINE_INTERVAL_S", 0.0)  # every step of a counted stage prints its count
+    video = video_factory("clip.mp4", num_frames=30, height=48, width=80)
+    result = run_cli("predict", video, "--classes", "dog", "--model", tiny_model_dir, "--out", tmp_path / "out",
+                     "--no-crf", "--no-overlay", "--no-export-heatmaps")
+    assert result.exit_code == 0, result.output
+    lines = [line.strip() for line in result.output.splitlines() if line.strip()]
+    wrote = next(i for i, line in enumerate(lines) if line.startswith("wrote"))
+    expected = ["load", "encode text", "decode window 1/", "VAE encode window 1/", "DDIM inversion window 1/",
+                "read maps window 1/", "decode window 2/", "refine + export"]
+    finished = [line for line in lines[:wrote] if "done in" in line]
+    positions = [next(i for i, line in enumerate(finished) if line.startswith(stage)) for stage in expected]
+    assert positions == sorted(positions), finished
+    assert finished[-1].startswith("refine + export  30/30  done in")
+    assert any(line.startswith("refine + export  16/30") for line in lines[:wrote])  # the count as it goes
+    assert not any("━" in line for line in lines[:wrote]) and lines[-1].startswith("└"), "no bars after the table"
+    assert "clip: 30 frames" in result.output[result.output.index("wrote"):]

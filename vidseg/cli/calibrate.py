@@ -10,7 +10,7 @@ from rich.markup import escape
 
 from vidseg.cli import options as opt
 from vidseg.cli._app import app, handle_errors
-from vidseg.cli.progress import RichProgress, console
+from vidseg.cli.progress import console, stage_progress
 
 
 @app.command()
@@ -53,7 +53,7 @@ def calibrate(
         raise ConfigError(f"--out {out} is a folder; give the YAML file to write, e.g. calibrated.yaml")
     cfg = opt.build_config(settings)
     names = list(vocabulary.names)
-    with RichProgress(enabled=not quiet) as progress:
+    with stage_progress(enabled=not quiet) as progress:
         progress.start(f"load {cfg.model.source}")
         segmenter = VideoSegmenter.from_pretrained(config=cfg)
         progress.finish()

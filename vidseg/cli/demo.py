@@ -6,7 +6,7 @@ import typer
 
 from vidseg.cli import options as opt
 from vidseg.cli._app import app, handle_errors
-from vidseg.cli.progress import RichProgress, console
+from vidseg.cli.progress import console, stage_progress
 
 
 @app.command()
@@ -25,7 +25,7 @@ def demo(
 
     import_gradio()  # one line if the extra is missing, before loading anything
     cfg = opt.build_config(settings)
-    with RichProgress() as progress:
+    with stage_progress() as progress:
         progress.start(f"load {cfg.model.source}")
         segmenter = VideoSegmenter.from_pretrained(config=cfg)
         progress.finish()

@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from vidseg.cli import options as opt
-from vidseg.cli.progress import RichProgress
+from vidseg.cli.progress import stage_progress
 
 # Results go to stdout (progress and errors go to stderr).
 stdout = Console()
@@ -42,7 +42,7 @@ def eval_command(
     from vidseg.evaluation import evaluate_predictions
     from vidseg.files import write_json_atomic
 
-    with RichProgress(enabled=not quiet) as progress:
+    with stage_progress(enabled=not quiet) as progress:
         progress.start("check predictions")
 
         def on_video(done: int, total: int) -> None:

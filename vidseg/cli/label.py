@@ -10,7 +10,7 @@ import typer
 from vidseg.cli import options as opt
 from vidseg.registry import EXPORT_FORMATS
 from vidseg.cli._app import app, dataset_event_printer, end_dataset_run, handle_errors, split_class_names
-from vidseg.cli.progress import RichProgress
+from vidseg.cli.progress import stage_progress
 
 
 @app.command()
@@ -107,7 +107,7 @@ def label(
                              retries=retries)
     on_event = dataset_event_printer()
 
-    with RichProgress(enabled=not quiet) as progress:
+    with stage_progress(enabled=not quiet) as progress:
         if labeler is not None:
             summary = labeler.run(videos, out, classes=fixed, shard=shard_index, progress=progress,
                                   on_event=on_event, vocabulary=vocabulary)

@@ -13,7 +13,7 @@ from rich.table import Table
 
 from vidseg.cli import options as opt
 from vidseg.cli._app import app, check_videos, dataset_event_printer, end_dataset_run, handle_errors, split_class_names
-from vidseg.cli.progress import RichProgress, console
+from vidseg.cli.progress import console, stage_progress
 
 
 @app.command()
@@ -81,7 +81,7 @@ def localize(
                                       "video.start": video_start, "video.end": video_end})
     check_videos(videos, cfg.video)
     check_writable(out)
-    with RichProgress(enabled=not quiet) as progress:
+    with stage_progress(enabled=not quiet) as progress:
         progress.start(f"load {cfg.model.source}")
         segmenter = VideoSegmenter.from_pretrained(config=cfg)
         progress.finish()
@@ -119,7 +119,7 @@ def localize_mevis_command(videos, concepts, out: Path, json_dir: Optional[Path]
     check_writable(out)
     cfg = opt.build_config(settings, extra)
 
-    with RichProgress(enabled=not quiet) as progress:
+    with stage_progress(enabled=not quiet) as progress:
         progress.start(f"load {cfg.model.source}")
         segmenter = VideoSegmenter.from_pretrained(config=cfg)
         progress.finish()

@@ -13,7 +13,7 @@ from rich.table import Table
 
 from vidseg.cli import options as opt
 from vidseg.cli._app import app, check_videos, handle_errors, split_class_names
-from vidseg.cli.progress import RichProgress, console
+from vidseg.cli.progress import console, stage_progress
 
 
 @app.command()
@@ -48,7 +48,7 @@ def predict(
                                       "video.end": video_end})
     check_videos(videos, cfg.video)
     check_writable(out)
-    with RichProgress(enabled=not quiet) as progress:
+    with stage_progress(enabled=not quiet) as progress:
         progress.start(f"load {cfg.model.source}")
         segmenter = VideoSegmenter.from_pretrained(config=cfg)
         progress.finish()
