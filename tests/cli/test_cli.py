@@ -77,11 +77,12 @@ def test_maps_only_predict_does_no_post_processing(tiny_model_dir, video_factory
     import vidseg.postprocess
     import vidseg.refine.labels
     import vidseg.upsample.upsamplers
+    from vidseg.result import SaliencyResult
 
     def forbidden(*args, **kwargs):
         raise PostProcessingRan
 
-    for module, name in ((vidseg.postprocess, "open_video"), (vidseg.postprocess, "saliency_to_probs"),
+    for module, name in ((SaliencyResult, "open_video"), (vidseg.postprocess, "saliency_to_probs"),
                          (vidseg.postprocess, "to_labels"), (vidseg.refine.labels, "to_labels"),
                          (vidseg.refine.labels, "get_upsampler"), (vidseg.refine.labels, "refine_crf_clip"),
                          (vidseg.upsample.upsamplers, "get_upsampler")):
