@@ -97,16 +97,15 @@ def compare_masks(short: Path, long: Path) -> dict:
     from PIL import Image
 
     names = sorted(p.name for p in (short / "masks").glob("*.png"))
-    same_frames, equal_pixels, pixels = 0, 0, 0
+    same_frames, equal_pixels, pixels, first_different = 0, 0, 0, None
     for name in names:
         a = np.asarray(Image.open(short / "masks" / name))
         b = np.asarray(Image.open(long / "masks" / name))
         equal = int((a == b).sum())
         same_frames += equal == a.size
         equal_pixels, pixels = equal_pixels + equal, pixels + a.size
-    first_different = next((n for n in names if not np.array_equal(np.asarray(Image.open(short / "masks" / n)),
-                                                                    np.asarray(Image.open(long / "masks" / n)))),
-                           None)
+        if equal != a.size and first_different is None:
+            first_different = name
     return {"frames": len(names), "identical_frames": same_frames, "pixel_agreement": equal_pixels / max(pixels, 1),
             "first_different_frame": first_different}
 

@@ -130,17 +130,16 @@ def split_class_names(values: Optional[list[str]]) -> list[str]:
     return names
 
 
-def check_videos(videos: list[Any], video: Any = None) -> None:
-    """Open every video (one clear line for a missing or unreadable one, or one with no frame in the time range of
-    the ``video`` settings) and refuse two that would write the same ``OUT/<stem>/``: what the per-video commands
-    check before loading a model."""
+def check_videos(videos: list[Any], video: Any) -> None:
+    """Open every video as the ``video`` settings read it (one clear line for a missing or unreadable one, or one
+    with no frame in their time range) and refuse two that would write the same ``OUT/<stem>/``: what the per-video
+    commands check before loading a model."""
     from vidseg.errors import ConfigError
     from vidseg.video.read import open_video
 
-    start, end = (None, None) if video is None else (video.start, video.end)
     for path in videos:
-        open_video(path, frame_folder_fps=15.0 if video is None else video.frame_folder_fps, start=start,
-                   end=end).close()
+        open_video(path, reader=video.reader, frame_folder_fps=video.frame_folder_fps, start=video.start,
+                   end=video.end).close()
     stems = [v.stem for v in videos]
     if len(set(stems)) != len(stems):
         raise ConfigError("two videos share a file name; their outputs would collide in OUT/<stem>/")

@@ -23,7 +23,22 @@ def stage_progress(enabled: bool = True) -> "RichProgress | LineProgress":
     return RichProgress(enabled) if console.is_terminal or not enabled else LineProgress()
 
 
-class RichProgress:
+class _Display:
+    """A display whose main lane (``_main``) takes the pipeline's reports; ``lane()`` gives another one."""
+
+    _main: "_Lane | _LineLane"
+
+    def start(self, stage: str, total: int | None = None) -> None:
+        self._main.start(stage, total)
+
+    def advance(self, n: int = 1) -> None:
+        self._main.advance(n)
+
+    def finish(self) -> None:
+        self._main.finish()
+
+
+class RichProgress(_Display):
     """Implements ``vidseg.progress.Progress``: one line per stage; finished lines keep their elapsed time.
 
     ``lane()`` gives an independent reporter on the same display, for stages that run at the same time (the model
@@ -55,15 +70,6 @@ class RichProgress:
     def lane(self) -> "_Lane":
         return _Lane(self)
 
-    def start(self, stage: str, total: int | None = None) -> None:
-        self._main.start(stage, total)
-
-    def advance(self, n: int = 1) -> None:
-        self._main.advance(n)
-
-    def finish(self) -> None:
-        self._main.finish()
-
 
 class _Lane:
     def __init__(self, owner: RichProgress):
@@ -90,7 +96,7 @@ class _Lane:
         self._task = None
 
 
-class LineProgress:
+class LineProgress(_Display):
     """Implements ``vidseg.progress.Progress`` as plain lines: one when a stage finishes (with its elapsed time),
     and ``stage 40/200`` every ``LINE_INTERVAL_S`` seconds while a long one runs. ``lane()`` as ``RichProgress``."""
 
@@ -106,15 +112,6 @@ class LineProgress:
 
     def lane(self) -> "_LineLane":
         return _LineLane(self._lock)
-
-    def start(self, stage: str, total: int | None = None) -> None:
-        self._main.start(stage, total)
-
-    def advance(self, n: int = 1) -> None:
-        self._main.advance(n)
-
-    def finish(self) -> None:
-        self._main.finish()
 
 
 class _LineLane:
