@@ -269,6 +269,22 @@ def test_demo_without_gradio_is_one_line(tiny_model_dir, monkeypatch):
     assert_one_line_error(result, 2, "vidseg[demo]")
 
 
+@pytest.mark.parametrize("args, words", [
+    (["--auth", "ann"], ["--auth: give user:password"]),
+    (["--max-seconds", "0"], ["seconds per job (0.0)", "must be positive"]),
+    (["--max-waiting", "-1"], ["waiting jobs (-1) must be >= 0"]),
+])
+def test_demo_bad_limits_and_auth_are_one_line(args, words, monkeypatch):
+    pytest.importorskip("gradio", reason="the demo needs the vidseg[demo] extra")
+    from vidseg.pipeline import VideoSegmenter
+
+    def never(*a, **k):
+        raise AssertionError("the model must not load before the options are checked")
+
+    monkeypatch.setattr(VideoSegmenter, "from_pretrained", never)
+    assert_one_line_error(run_cli("demo", *args), 2, *words)
+
+
 def test_a_log_lists_each_stage_as_it_finishes_before_wrote(tiny_model_dir, video_factory, tmp_path, monkeypatch):
     """Not a terminal (a file, CI, SLURM): a plain line per finished stage in the order they ran, and the periodic
     count of a long stage; never the bars drawn in one block after ``wrote`` and the table."""
