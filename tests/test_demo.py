@@ -316,3 +316,26 @@ def test_bad_limits_and_an_open_server_without_auth_are_reported(tiny_segmenter,
         assert "serving on 0.0.0.0 with no --auth" in caplog.text
     finally:
         demo.close()
+
+
+def test_job_files_and_uploads_are_removed_after_keep_minutes(tiny_segmenter, toy_video, tmp_path):
+    from gradio_client import Client, handle_file
+
+    from vidseg.demo import DemoLimits, launch_demo
+
+    port = _free_port()
+    demo = launch_demo(tiny_segmenter, port=port, root=tmp_path / "jobs", limits=DemoLimits(keep_minutes=0.05),
+                       block=False)  # 3 s, looked for every second
+    try:
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        client.predict(handle_file(str(toy_video)), "circle", api_name="/segment")
+        uploads = [p for p in Path(demo.GRADIO_CACHE).glob("*/toy.mp4")]
+        assert uploads and (tmp_path / "jobs" / "job00001").is_dir()
+        deadline = time.monotonic() + 30
+        while (any(p.exists() for p in uploads) or (tmp_path / "jobs" / "job00001").exists()) and \
+                time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert not any(p.exists() for p in uploads)
+        assert sorted(p.name for p in (tmp_path / "jobs").iterdir()) == ["examples"]
+    finally:
+        demo.close()
