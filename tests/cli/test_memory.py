@@ -17,11 +17,12 @@ if not hasattr(os, "wait4"):
     pytest.skip("the peak resident size of a child process needs os.wait4 (POSIX)", allow_module_level=True)
 
 
-def peak_rss_mb(video: Path, model: Path, out: Path, reader: str) -> float:
-    """``vidseg predict`` in a child process (all its memory, native decoders included): its peak resident MB."""
+def peak_rss_mb(video: Path, model: Path, out: Path, reader: str, videos_out: bool = False) -> float:
+    """``vidseg predict`` in a child process (all its memory, native decoders included): its peak resident MB.
+    ``videos_out``: also write overlay.mp4 and saliency.mp4 (the defaults), else the masks alone."""
     command = [sys.executable, "-c", "from vidseg.cli.main import main; main()", "predict", str(video), "--model",
-               str(model), "--classes", "dog", "--out", str(out), "--no-crf", "--no-overlay", "--no-export-heatmaps",
-               "-q", "--set", f"video.reader={reader}"]
+               str(model), "--classes", "dog", "--out", str(out), "--no-crf", "-q", "--set", f"video.reader={reader}",
+               *(() if videos_out else ("--no-overlay", "--no-export-heatmaps"))]
     child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(child.pid, 0)
     stderr = child.stderr.read().decode()
@@ -30,17 +31,18 @@ def peak_rss_mb(video: Path, model: Path, out: Path, reader: str) -> float:
     return usage.ru_maxrss / 1024
 
 
-@pytest.mark.parametrize("reader", [
-    "auto",
+@pytest.mark.parametrize("reader, videos_out", [
+    ("auto", False),
+    ("auto", True),  # the overlay and heatmap encoders stream too
     # decord, the default reader before, keeps native memory for every frame it decodes (about 5 MB a 720p frame
     # here): this case shows the check catches that growth.
-    pytest.param("decord", marks=[
+    pytest.param("decord", False, marks=[
         pytest.mark.skipif(video_read._import_optional("decord") is None, reason="decord is not installed"),
         pytest.mark.xfail(strict=True, reason="decord's memory grows with the frames it decodes")]),
 ])
-def test_peak_memory_does_not_grow_with_the_length(tiny_model_dir, tmp_path, reader):
+def test_peak_memory_does_not_grow_with_the_length(tiny_model_dir, tmp_path, reader, videos_out):
     short, long = (write_video(tmp_path / f"{n}.mp4", moving_square_frames(n, 720, 1280), fps=24) for n in (60, 240))
-    peaks = [peak_rss_mb(video, tiny_model_dir, tmp_path / "out", reader) for video in (short, long)]
+    peaks = [peak_rss_mb(video, tiny_model_dir, tmp_path / "out", reader, videos_out) for video in (short, long)]
     # 180 more 720p frames are 500 MB as RGB: memory that held frames, or a decoder's per-frame state, shows far
     # above this 10 % margin for allocator noise.
     assert peaks[1] <= 1.1 * peaks[0], f"peak resident MB: {peaks[0]:.0f} for 60 frames, {peaks[1]:.0f} for 240"
