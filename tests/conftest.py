@@ -34,6 +34,14 @@ def tiny_wan_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_hunyuan_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random-weight HunyuanVideo folder (LLaMA and CLIP encoders, dual- and single-stream blocks)."""
+    from vidseg.models.tiny import make_tiny_model
+
+    return make_tiny_model(tmp_path_factory.mktemp("tiny_hunyuan") / "model", family="hunyuan")
+
+
+@pytest.fixture(scope="session")
 def tiny_rope_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny CogVideoX-5B-like model folder (RoPE, DPM scheduler)."""
     from vidseg.models.tiny import make_tiny_model

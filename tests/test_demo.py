@@ -318,18 +318,22 @@ def test_bad_limits_and_an_open_server_without_auth_are_reported(tiny_segmenter,
         demo.close()
 
 
-def test_job_files_and_uploads_are_removed_after_keep_minutes(tiny_segmenter, toy_video, tmp_path):
+def test_job_files_and_uploads_are_removed_after_keep_minutes(tiny_segmenter, tmp_path):
     from gradio_client import Client, handle_file
 
     from vidseg.demo import DemoLimits, launch_demo
+    from vidseg.toyworld import render_clip, write_toy_clip
+
+    # A clip of its own: Gradio's cache is shared by every server of the test run (keyed by content).
+    video, _ = write_toy_clip(tmp_path / "kept.mp4", render_clip(11, num_frames=9))
 
     port = _free_port()
     demo = launch_demo(tiny_segmenter, port=port, root=tmp_path / "jobs", limits=DemoLimits(keep_minutes=0.05),
                        block=False)  # 3 s, looked for every second
     try:
         client = Client(f"http://127.0.0.1:{port}/", verbose=False)
-        client.predict(handle_file(str(toy_video)), "circle", api_name="/segment")
-        uploads = [p for p in Path(demo.GRADIO_CACHE).glob("*/toy.mp4")]
+        client.predict(handle_file(str(video)), "circle", api_name="/segment")
+        uploads = [p for p in Path(demo.GRADIO_CACHE).glob("*/kept.mp4")]
         assert uploads and (tmp_path / "jobs" / "job00001").is_dir()
         deadline = time.monotonic() + 30
         while (any(p.exists() for p in uploads) or (tmp_path / "jobs" / "job00001").exists()) and \

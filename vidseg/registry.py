@@ -66,6 +66,7 @@ class Registry(Choices):
 BACKBONES = Registry("model family", "model family", {
     "cogvideox": "vidseg.models.cogvideox:CogVideoXBackbone",
     "wan": "vidseg.models.wan:WanBackbone",
+    "hunyuan": "vidseg.models.hunyuan:HunyuanBackbone",
 })
 # Each a ``vidseg.maps.kinds.MapKind``; a backbone offers the kinds whose needs its capture meets.
 MAP_KINDS = Registry("maps.kind", "map kind", {

@@ -26,6 +26,8 @@ _DTYPES = {
     "float32": torch.float32, "fp32": torch.float32, "float": torch.float32,
 }
 _WEIGHT_SUFFIXES = (".safetensors", ".bin")
+# A tokenizer folder holds one of these: fast tokenizers' tokenizer.json, T5's spiece.model, CLIP's vocab.json.
+TOKENIZER_FILES = ("tokenizer.json", "spiece.model", "vocab.json")
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
@@ -144,7 +146,7 @@ def _missing_parts(folder: Path) -> list[str]:
                 missing.append(f"{name}/ weights")
         elif name == "scheduler" and not (sub / "scheduler_config.json").is_file():
             missing.append("scheduler/scheduler_config.json")
-        elif name.startswith("tokenizer") and not any((sub / f).is_file() for f in ("tokenizer.json", "spiece.model")):
+        elif name.startswith("tokenizer") and not any((sub / f).is_file() for f in TOKENIZER_FILES):
             missing.append(f"{name}/ files")
     return missing
 
