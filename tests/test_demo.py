@@ -188,18 +188,20 @@ def test_browser_signs_in_cuts_a_long_upload_segments_and_plays(demo_url, long_v
         driver.quit()
 
 
-@pytest.mark.parametrize("family", ["cogvideox", "wan"])
-def test_the_map_dropdown_offers_what_the_backbone_gives(family, tiny_model_dir, tiny_wan_model_dir):
+@pytest.mark.parametrize("family", ["cogvideox", "wan", "hunyuan"])
+def test_the_map_dropdown_offers_what_the_backbone_gives(family, tiny_model_dir, tiny_wan_model_dir,
+                                                         tiny_hunyuan_model_dir):
     import gradio as gr
 
     from vidseg.demo import DemoJobs, build_demo
     from vidseg.pipeline import VideoSegmenter
 
-    folder = tiny_model_dir if family == "cogvideox" else tiny_wan_model_dir
+    folder = {"cogvideox": tiny_model_dir, "wan": tiny_wan_model_dir, "hunyuan": tiny_hunyuan_model_dir}[family]
     demo = build_demo(DemoJobs(VideoSegmenter.from_pretrained(str(folder))))
     maps = next(b for b in demo.blocks.values() if isinstance(b, gr.Dropdown) and b.label == "Map")
     offered = [value for _, value in maps.choices]
-    expected = ["imap", "gramcol", "cross_attention"] + (["concept_attention"] if family == "cogvideox" else [])
+    # A concept stream (CogVideoX, HunyuanVideo) also gives ConceptAttention; Wan's cross-attention does not.
+    expected = ["imap", "gramcol", "cross_attention"] + (["concept_attention"] if family != "wan" else [])
     assert offered == expected
 
 

@@ -246,9 +246,9 @@ def test_mevis_needs_both_folders_and_the_prompt_source(tmp_path):
     assert_one_line_error(result, 2, "--judge-prompt-from")
 
 
-@pytest.mark.parametrize("family", ["cogvideox", "wan"])
-def test_localize_runs_on_a_real_h264_clip_with_both_tiny_backbones(family, tiny_model_dir, tiny_wan_model_dir,
-                                                                    tmp_path):
+@pytest.mark.parametrize("family", ["cogvideox", "wan", "hunyuan"])
+def test_localize_runs_on_a_real_h264_clip_with_every_tiny_backbone(family, tiny_model_dir, tiny_wan_model_dir,
+                                                                    tiny_hunyuan_model_dir, tmp_path):
     """A camera clip (``../shared/data``, skipped without it; else a toy clip, also H.264) through both families'
     tiny models: every file is written (the maps are meaningless)."""
     from tests.conftest import SHARED, write_video
@@ -262,7 +262,7 @@ def test_localize_runs_on_a_real_h264_clip_with_both_tiny_backbones(family, tiny
                                                               for f in frames]), fps=8.0)
     else:
         video, _ = write_toy_clip(tmp_path / "juggle.mp4", render_motion_clip(0, num_frames=16))
-    model = tiny_model_dir if family == "cogvideox" else tiny_wan_model_dir
+    model = {"cogvideox": tiny_model_dir, "wan": tiny_wan_model_dir, "hunyuan": tiny_hunyuan_model_dir}[family]
     result = run_cli("localize", video, "--concepts", "person, juggling, ball", "--model", model, "-o",
                      tmp_path / "out", "-q", "--workers", "1")
     assert result.exit_code == 0, result.output

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import dataclasses
 import json
 import re
 import statistics
@@ -281,8 +282,6 @@ def overhead_inputs(model: Any, config: Any, num_concepts: int, native: bool) ->
     (the model's ``sample_frames`` at its example size) or the config's."""
     import importlib
 
-    from vidseg.models.base import TextEmbeddings
-
     generator = torch.Generator().manual_seed(0)
     if native:
         height, width = (int(v) for v in model.example_size.split("x"))
@@ -292,10 +291,12 @@ def overhead_inputs(model: Any, config: Any, num_concepts: int, native: bool) ->
     latents = torch.randn(model.latent_shape(*clip), generator=generator)
     parts = importlib.import_module(model.parts_module)
     text = parts.random_text(model.transformer_config, num_concepts, generator)
-    concepts = text.concepts.to(model.device) if text.concepts.dtype == torch.long else text.concepts.to(
-        model.device, model.dtype)
-    return {"latents": latents.to(model.device, model.dtype),
-            "text": TextEmbeddings(text.prompt_embeds.to(model.device, model.dtype), concepts)}
+
+    def moved(x: torch.Tensor) -> torch.Tensor:  # floats in the model's dtype; positions and masks stay integers
+        return x.to(model.device, model.dtype) if x.is_floating_point() else x.to(model.device)
+
+    fields = {f.name: moved(getattr(text, f.name)) for f in dataclasses.fields(text)}
+    return {"latents": latents.to(model.device, model.dtype), "text": dataclasses.replace(text, **fields)}
 
 
 def one_forward(variant: str, model: Any, config: Any, inputs: dict[str, Any], timestep: float) -> dict[str, float]:

@@ -320,9 +320,9 @@ def build_demo(jobs: DemoJobs) -> Any:
     # Uploads and returned files copied into Gradio's cache go after the same time as the job folders.
     with gr.Blocks(title="vidseg", delete_cache=(round(limits.cleanup_s), round(limits.keep_minutes * 60))) as demo:
         gr.Markdown("# vidseg\nSegment a video by class name, with no training: IMAP / GramCol maps read from "
-                    f"the attention of `{visitor_text(jobs.segmenter.model.source)}`. Up to {limits.max_upload_mb:g} MB and "
-                    f"{format_time(limits.max_seconds)} of video per job: set Start and End to segment part of "
-                    f"a longer one.")
+                    f"the attention of `{visitor_text(jobs.segmenter.model.source)}`. Up to "
+                    f"{limits.max_upload_mb:g} MB and {format_time(limits.max_seconds)} of video per job: set Start "
+                    f"and End to segment part of a longer one.")
         with gr.Row():
             with gr.Column():
                 video = gr.Video(label="Video", sources=["upload"], elem_id="video-in")

@@ -66,6 +66,8 @@ def transformer_config(geometry: str, num_layers: int | None = None) -> dict[str
         if not 1 <= num_layers <= full:
             raise ConfigError(f"{geometry} has {full} blocks; ask for 1 to {full} layers, not {num_layers}")
         config["num_layers"] = num_layers
+        if "num_single_layers" in config:  # HunyuanVideo's single-stream blocks hold no maps: a truncated
+            config["num_single_layers"] = 0  # model keeps the map blocks only (an upper bound on the overhead)
     return config
 
 

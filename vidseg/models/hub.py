@@ -43,7 +43,8 @@ def backbone_class(transformer_class: str) -> Any | None:
 
 def model_hint() -> str:
     """What to pass instead, for the end of a loading error."""
-    names = " or ".join(b.display_name for b in backbone_classes())
+    *others, last = [b.display_name for b in backbone_classes()]
+    names = f"{', '.join(others)} or {last}" if others else last
     return (f"pass --model PATH to a local {names} diffusers folder, or --model toy (shipped) with "
             f"`vidseg make-toy-clip` clips to try offline")
 
@@ -125,13 +126,16 @@ def _all_subfolders() -> list[str]:
 
 
 def _subfolders(folder: Path) -> list[str]:
-    """The subfolders ``folder``'s family needs (by its transformer class), or every family's when it is unknown."""
+    """The subfolders ``folder``'s family needs (by its transformer class); when it is unknown, those every family
+    needs, so that a folder of another model is told it is not one vidseg reads."""
     try:
         name = json.loads((folder / "transformer" / "config.json").read_text()).get("_class_name", "")
     except (OSError, ValueError):
         name = ""
     backbone = backbone_class(name)
-    return list(backbone.required_subfolders) if backbone is not None else _all_subfolders()
+    if backbone is not None:
+        return list(backbone.required_subfolders)
+    return [name for name in _all_subfolders() if all(name in b.required_subfolders for b in backbone_classes())]
 
 
 def _missing_parts(folder: Path) -> list[str]:

@@ -44,12 +44,12 @@ def build_vae(geometry: str) -> Any:
 
 
 def build_text_encoder(config: dict[str, Any]) -> Any:
-    """The pair of encoders ``HunyuanBackbone`` runs: a LLaMA-3-8B-shaped ``LlamaModel`` (with ``config``'s layer
-    count, as the benchmarks truncate T5's) and CLIP-L's text tower."""
+    """The two encoders ``HunyuanBackbone`` runs, as one module list: a LLaMA-3-8B-shaped ``LlamaModel`` (with
+    ``config``'s layer count, as the benchmarks truncate T5's) and CLIP-L's text tower."""
     from transformers import CLIPTextConfig, CLIPTextModel, LlamaConfig, LlamaModel
 
     llama = LlamaModel(LlamaConfig(**{**LLAVA_LLAMA_3_8B, "num_hidden_layers": config["num_layers"]}))
-    return llama, CLIPTextModel(CLIPTextConfig(**CLIP_L_TEXT))
+    return torch.nn.ModuleList([llama, CLIPTextModel(CLIPTextConfig(**CLIP_L_TEXT))])  # moved and cast as one
 
 
 def scheduler(geometry: str) -> Any:
