@@ -306,3 +306,10 @@ def test_a_log_lists_each_stage_as_it_finishes_before_wrote(tiny_model_dir, vide
     assert any(line.startswith("refine + export  16/30") for line in lines[:wrote])  # the count as it goes
     assert not any("━" in line for line in lines[:wrote]) and lines[-1].startswith("└"), "no bars after the table"
     assert "clip: 30 frames" in result.output[result.output.index("wrote"):]
+
+
+def test_a_log_does_not_call_a_failed_stage_done(video_factory, tmp_path):
+    video = video_factory("clip.mp4", num_frames=9)
+    result = run_cli("predict", video, "--classes", "dog", "--model", "nobody/no-such-model", "--out", tmp_path / "o")
+    assert_one_line_error(result, 2, "nobody/no-such-model")
+    assert "done in" not in result.output, result.output

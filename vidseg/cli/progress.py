@@ -107,8 +107,11 @@ class LineProgress(_Display):
     def __enter__(self) -> "LineProgress":
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self._main.finish()
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        if exc_type is None:
+            self._main.finish()
+        else:  # the error line says what happened: a stage cut short is not reported done
+            self._main.drop()
 
     def lane(self) -> "_LineLane":
         return _LineLane(self._lock)
@@ -139,6 +142,9 @@ class _LineLane:
             return
         count = f"  {self._total}/{self._total}" if self._total else ""
         self._print(f"{self._stage}{count}  done in {time.perf_counter() - self._started:.1f} s")
+        self._stage = None
+
+    def drop(self) -> None:
         self._stage = None
 
     def _print(self, line: str) -> None:
