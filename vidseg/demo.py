@@ -81,7 +81,11 @@ def parse_auth(values: Sequence[str]) -> list[tuple[str, str]]:
     for value in values:
         path = Path(value)
         if path.is_file():
-            lines = [(f"{path.name} line {n}", line.strip()) for n, line in enumerate(path.read_text().splitlines(), 1)
+            try:
+                text = path.read_text()
+            except (OSError, UnicodeDecodeError) as exc:
+                raise ConfigError(f"cannot read the --auth file {path}: {first_line(exc)}") from None
+            lines = [(f"{path.name} line {n}", line.strip()) for n, line in enumerate(text.splitlines(), 1)
                      if line.strip() and not line.lstrip().startswith("#")]
             if not lines:
                 raise ConfigError(f"--auth file {path} holds no user:password line")

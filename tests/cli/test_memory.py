@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import moving_square_frames, write_video
-from vidseg.video import read as video_read
 
 pytest.importorskip("av")
 if not hasattr(os, "wait4"):
@@ -34,11 +33,6 @@ def peak_rss_mb(video: Path, model: Path, out: Path, reader: str, videos_out: bo
 @pytest.mark.parametrize("reader, videos_out", [
     ("auto", False),
     ("auto", True),  # the overlay and heatmap encoders stream too
-    # decord, the default reader before, keeps native memory for every frame it decodes (about 5 MB a 720p frame
-    # here): this case shows the check catches that growth.
-    pytest.param("decord", False, marks=[
-        pytest.mark.skipif(video_read._import_optional("decord") is None, reason="decord is not installed"),
-        pytest.mark.xfail(strict=True, reason="decord's memory grows with the frames it decodes")]),
 ])
 def test_peak_memory_does_not_grow_with_the_length(tiny_model_dir, tmp_path, reader, videos_out):
     short, long = (write_video(tmp_path / f"{n}.mp4", moving_square_frames(n, 720, 1280), fps=24) for n in (60, 240))
