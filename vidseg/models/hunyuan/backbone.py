@@ -6,7 +6,6 @@ grid, the embedded guidance, and the concept-stream read-out in the dual-stream 
 from __future__ import annotations
 
 import dataclasses
-import gc
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -150,14 +149,6 @@ class HunyuanBackbone(DiffusersBackbone):
                 self._load("tokenizer_2", AutoTokenizer.from_pretrained)
         llama, clip = self._text_encoder
         return (self.tokenizer, llama), (self._tokenizer_2, clip)
-
-    def release_text_encoder(self) -> None:
-        """Free both text encoders (LLaMA is 16 GB in bfloat16)."""
-        if self._text_encoder is not None:
-            self._text_encoder = None
-            gc.collect()
-            if self.device.type == "cuda":
-                torch.cuda.empty_cache()
 
     # -- video and the transformer -------------------------------------------------------------------------------
 
