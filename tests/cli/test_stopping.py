@@ -36,6 +36,20 @@ def _wait_for(condition, timeout: float = 120.0, what: str = "") -> None:
         time.sleep(0.05)
 
 
+def _first_line(process: subprocess.Popen, timeout: float = 120.0) -> str:
+    """The child's first stdout line, or an AssertionError after ``timeout`` s: a child stuck before it speaks must
+    fail the test, not hang the run."""
+    import select
+
+    ready, _, _ = select.select([process.stdout], [], [], timeout)
+    if not ready:
+        raise AssertionError(f"the child wrote nothing in {timeout:.0f} s")
+    line = process.stdout.readline()
+    if not line:  # it ended: what it said on stderr is why
+        raise AssertionError(f"the child ended without a line: {process.stderr.read()}")
+    return line.strip()
+
+
 def _live_processes(group: int) -> list[str]:
     """Processes of process group ``group`` that are still running (zombies awaiting a reaper do not run)."""
     alive = []
@@ -171,7 +185,7 @@ def test_sigterm_mid_refinement_ends_every_process_each_time(tmp_path):
         process = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                    text=True, start_new_session=True, cwd=tmp_path)
         try:
-            assert process.stdout.readline().strip() == "refining", process.stderr.read()
+            assert _first_line(process) == "refining"
             time.sleep(delay)
             os.kill(process.pid, signal.SIGTERM)
             try:
@@ -216,7 +230,7 @@ def test_a_sigterm_that_lands_in_a_finalizer_still_stops_the_run(tmp_path):
     process = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True, cwd=tmp_path)
     try:
-        assert process.stdout.readline().strip() == "finalizing"
+        assert _first_line(process) == "finalizing"
         os.kill(process.pid, signal.SIGTERM)
         stdout, stderr = process.communicate(timeout=10)
     finally:
