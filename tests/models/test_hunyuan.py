@@ -82,7 +82,7 @@ def literal_maps(model, latents, timestep, text, layers, top_k):
     num_frames, grid_h, grid_w = latents.shape[2], latents.shape[3] // 2, latents.shape[4] // 2
     num_patches = grid_h * grid_w
     dtype = latents.dtype
-    t = torch.tensor([timestep], dtype=dtype)
+    t = torch.tensor([timestep], dtype=torch.float32)  # the timestep stays float32, as in the pipeline
     temb, _ = model.time_text_embed(t, text.pooled, torch.tensor([GUIDANCE_SCALE * 1000], dtype=dtype))
     video = model.x_embedder(latents)
     caption = model.context_embedder(text.prompt_embeds, t, text.prompt_mask)

@@ -224,9 +224,13 @@ def predict_flow(transformer: Any, latents: torch.Tensor, timestep: float, text:
                  guidance: float = GUIDANCE_SCALE * 1000) -> torch.Tensor:
     """HunyuanVideo's flow prediction for ``latents [B, C, F, H, W]`` at ``timestep`` (σ * 1000), with the
     embedded ``guidance`` (guidance scale * 1000, one forward, no unconditional pass); returns ``[B, C, F, H, W]``
-    in the latents' dtype."""
+    in the latents' dtype.
+
+    As ``HunyuanVideoPipeline``: the timestep in float32 (in bfloat16, 194.4 would round to 194 and move every
+    high-frequency component of its embedding), the guidance in the transformer's dtype (6000 is 6016 in
+    bfloat16, as the pipeline runs it)."""
     batch = latents.shape[0]
-    t = torch.full((batch,), float(timestep), device=latents.device, dtype=latents.dtype)
+    t = torch.full((batch,), float(timestep), device=latents.device, dtype=torch.float32)
     guidance = torch.full((batch,), float(guidance), device=latents.device, dtype=latents.dtype)
     return transformer(hidden_states=latents, timestep=t, encoder_hidden_states=text.prompt_embeds.to(latents.dtype),
                        encoder_attention_mask=text.prompt_mask, pooled_projections=text.pooled.to(latents.dtype),
