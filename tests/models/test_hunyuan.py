@@ -83,7 +83,7 @@ def literal_maps(model, latents, timestep, text, layers, top_k):
     num_patches = grid_h * grid_w
     dtype = latents.dtype
     t = torch.tensor([timestep], dtype=torch.float32)  # the timestep stays float32, as in the pipeline
-    temb, _ = model.time_text_embed(t, text.pooled, torch.tensor([GUIDANCE_SCALE * 1000], dtype=dtype))
+    temb, _ = model.time_text_embed(t, text.pooled, torch.tensor([GUIDANCE_SCALE * 1000], dtype=torch.float32))
     video = model.x_embedder(latents)
     caption = model.context_embedder(text.prompt_embeds, t, text.prompt_mask)
     slots = torch.zeros(1, TEXT_SLOTS, text.concepts.shape[1], dtype=dtype)
@@ -250,3 +250,26 @@ def test_the_preset_is_chosen_from_the_model(tiny_hunyuan_model_dir, tmp_path):
     config = load_config("hunyuanvideo")
     assert config.maps.layers == [1, 2, 4, 5, 6, 9, 10, 13, 15, 16, 17, 18, 19] and config.maps.top_k_heads == 5
     assert (config.inversion.num_steps, config.inversion.readout_index) == (30, 20)
+
+
+def test_timestep_and_guidance_stay_exact_in_a_bfloat16_run(hunyuan, hunyuan_inputs):
+    """Their embeddings are sinusoids computed from the values: in bfloat16, 194.4 would be 194 and 6000 6016."""
+    text, latents = hunyuan_inputs
+    transformer = hunyuan.transformer
+    seen = {}
+
+    def keep(module, args, kwargs):
+        seen.update(timestep=kwargs["timestep"], guidance=kwargs["guidance"])
+
+    hook = transformer.register_forward_pre_hook(keep, with_kwargs=True)
+    try:
+        transformer.to(torch.bfloat16)
+        bf16 = type(text)(*(x.to(torch.bfloat16) if x.is_floating_point() else x for x in
+                            (text.prompt_embeds, text.concepts, text.prompt_mask, text.pooled)))
+        with torch.no_grad():
+            predict_flow(transformer, latents.to(torch.bfloat16), 194.4, bf16)
+    finally:
+        hook.remove()
+        transformer.to(torch.float32)
+    assert seen["timestep"].dtype == seen["guidance"].dtype == torch.float32
+    assert float(seen["timestep"][0]) == pytest.approx(194.4) and float(seen["guidance"][0]) == 6000.0

@@ -226,12 +226,13 @@ def predict_flow(transformer: Any, latents: torch.Tensor, timestep: float, text:
     embedded ``guidance`` (guidance scale * 1000, one forward, no unconditional pass); returns ``[B, C, F, H, W]``
     in the latents' dtype.
 
-    As ``HunyuanVideoPipeline``: the timestep in float32 (in bfloat16, 194.4 would round to 194 and move every
-    high-frequency component of its embedding), the guidance in the transformer's dtype (6000 is 6016 in
-    bfloat16, as the pipeline runs it)."""
+    Both scalars go in float32, whatever the model's dtype: their sinusoidal embeddings are computed in float32
+    from them, and a bfloat16 value moves them (a bfloat16 timestep 194.4 is 194; a bfloat16 guidance 6000 is
+    6016). ``HunyuanVideoPipeline`` passes the timestep in float32 too, but the guidance in the transformer's dtype;
+    vidseg keeps it exact so that a bfloat16 run reads what a float32 one reads (docs/hunyuan.md)."""
     batch = latents.shape[0]
     t = torch.full((batch,), float(timestep), device=latents.device, dtype=torch.float32)
-    guidance = torch.full((batch,), float(guidance), device=latents.device, dtype=latents.dtype)
+    guidance = torch.full((batch,), float(guidance), device=latents.device, dtype=torch.float32)
     return transformer(hidden_states=latents, timestep=t, encoder_hidden_states=text.prompt_embeds.to(latents.dtype),
                        encoder_attention_mask=text.prompt_mask, pooled_projections=text.pooled.to(latents.dtype),
                        guidance=guidance, return_dict=False)[0]
