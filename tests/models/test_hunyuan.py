@@ -55,6 +55,14 @@ def test_text_is_the_templated_caption_and_each_concept_alone(hunyuan, hunyuan_i
     assert not torch.allclose(text.concepts[0], text.concepts[1])
 
 
+def test_a_caption_longer_than_the_slots_is_cut_with_a_warning(hunyuan, caplog):
+    caption = "A video of " + " and ".join(["a dog", "a person"] * 100) + "."
+    with caplog.at_level("WARNING"):
+        text = hunyuan.encode_text(caption, ["dog"])
+    assert "only the first 256 are used" in caplog.text
+    assert int(text.prompt_mask.sum()) == TEXT_SLOTS
+
+
 def _heads(x: torch.Tensor, heads: int) -> torch.Tensor:
     """[1, tokens, heads * d] -> [heads, tokens, d]."""
     return x[0].unflatten(-1, (heads, -1)).transpose(0, 1)

@@ -6,6 +6,7 @@ grid, the embedded guidance, and the concept-stream read-out in the dual-stream 
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +18,8 @@ from vidseg.errors import ConfigError, ModelLoadError
 from vidseg.inversion import flow_grid, invert_flow, renoise_flow
 from vidseg.models.base import TextEmbeddings
 from vidseg.models.components import DiffusersBackbone
+
+logger = logging.getLogger(__name__)
 
 TEXT_SLOTS = 256  # LLaMA tokens after the template crop (HunyuanVideoPipeline's max_sequence_length)
 CONCEPT_TOKENS = 16  # each class name is encoded alone in this many tokens after the crop; the first is kept
@@ -119,6 +122,9 @@ class HunyuanBackbone(DiffusersBackbone):
         (tokenizer, llama), (tokenizer_2, clip) = self._load_text_encoders()
         template = prompt_template()
         crop = template_crop(tokenizer, template)
+        length = len(tokenizer(template.format(prompt)).input_ids) - crop
+        if length > TEXT_SLOTS:
+            logger.warning("the prompt has %d tokens; only the first %d are used", length, TEXT_SLOTS)
         prompt_embeds, mask = llama_embeddings(tokenizer, llama, [prompt], template, crop, TEXT_SLOTS, self.device)
         if classes:
             concepts = llama_embeddings(tokenizer, llama, list(classes), template, crop, CONCEPT_TOKENS,
