@@ -82,6 +82,36 @@ def check_one_video(latents: torch.Tensor) -> None:
         raise ConfigError(f"map read-out takes one video's latents [1, ...] (5-D); got shape {tuple(latents.shape)}")
 
 
+@dataclass(frozen=True)
+class SlotLayout:
+    """The text slots a read-out runs: the ``used`` ones (concepts, or a prompt's real tokens) first, then the
+    padding slots, which are all identical, so ``compact`` keeps one of them standing for all.
+
+    Attributes:
+        num_slots: slots run.
+        null_weight: n0, how many padding slots the last one stands for (1 when every slot is literal).
+        weights: ``[num_slots]`` float32, what ``MapReadout(slot_weights=)`` takes (1, and n0 on the last slot).
+        null_row: the first padding slot (the null concept), None when every slot is used.
+    """
+
+    num_slots: int
+    null_weight: int
+    weights: torch.Tensor
+    null_row: int | None
+
+
+def slot_layout(used: int, total: int, concept_slots: str, device: torch.device | str | None = None) -> SlotLayout:
+    """The slots of ``total`` to run when the first ``used`` hold words: all of them (``full``), or the used ones
+    plus one padding slot weighted ``total - used`` (``compact``, exact)."""
+    num_null = total - used
+    compact = concept_slots == "compact" and num_null > 0
+    num_slots = used + 1 if compact else total
+    null_weight = num_null if compact else 1
+    weights = torch.ones(num_slots, dtype=torch.float32, device=device)
+    weights[-1] = null_weight
+    return SlotLayout(num_slots, null_weight, weights, used if num_null > 0 else None)
+
+
 def check_video_grid(grid: tuple[int, int, int]) -> tuple[int, int, int]:
     """Return the token ``grid`` if it has the 2 latent frames that ranking heads by frame separation needs."""
     if grid[0] < 2:

@@ -21,7 +21,7 @@ from diffusers.models.embeddings import apply_rotary_emb
 from vidseg.errors import ConfigError
 from vidseg.maps.readout import (
     CHUNK_BYTES, LayerReader, LayerTensors, MapReadout, available_kinds, check_map_settings, check_one_video,
-    check_video_grid,
+    check_video_grid, slot_layout,
 )
 from vidseg.models.cogvideox.backbone import CogVideoXBackbone, predict_velocity, token_grid
 
@@ -246,20 +246,15 @@ def concept_stream_attention(
     text_proj = transformer.patch_embed.text_proj
     concept_embeds = concept_embeds if concept_embeds.ndim == 3 else concept_embeds[None]
     num_concepts = concept_embeds.shape[1]
-    num_null = transformer.config.max_text_seq_length - num_concepts
-    num_slots = num_concepts + (min(num_null, 1) if concept_slots == "compact" else num_null)
-    null_weight = num_null if concept_slots == "compact" and num_null > 0 else 1
-    # Padding slots hold u = 0, so they all embed to the text projection's bias.
     weight = text_proj.weight
-    slot_inputs = torch.zeros(concept_embeds.shape[0], num_slots, concept_embeds.shape[2], dtype=weight.dtype,
+    layout = slot_layout(num_concepts, transformer.config.max_text_seq_length, concept_slots, weight.device)
+    # Padding slots hold u = 0, so they all embed to the text projection's bias.
+    slot_inputs = torch.zeros(concept_embeds.shape[0], layout.num_slots, concept_embeds.shape[2], dtype=weight.dtype,
                               device=weight.device)
     slot_inputs[:, :num_concepts] = concept_embeds.to(slot_inputs)
-    slot_weights = torch.ones(num_slots, dtype=torch.float32, device=slot_inputs.device)
-    slot_weights[-1] = null_weight
-    null_row = num_concepts if num_null > 0 else None  # the first padding slot: the null concept
-    readout = reader if reader is not None else MapReadout(kinds, num_concepts, grid, top_k_heads, slot_weights,
-                                                           null_row=null_row)
-    stream = ConceptStream(text_proj(slot_inputs), null_weight, map_layers, readout)
+    readout = reader if reader is not None else MapReadout(kinds, num_concepts, grid, top_k_heads, layout.weights,
+                                                           null_row=layout.null_row)
+    stream = ConceptStream(text_proj(slot_inputs), layout.null_weight, map_layers, readout)
 
     blocks = transformer.transformer_blocks
     original = transformer.attn_processors

@@ -28,6 +28,7 @@ from diffusers.models.embeddings import apply_rotary_emb
 from vidseg.errors import ConfigError
 from vidseg.maps.readout import (
     LayerReader, LayerTensors, MapReadout, available_kinds, check_map_settings, check_one_video, check_video_grid,
+    slot_layout,
 )
 from vidseg.models.cogvideox.capture import ConceptStream
 from vidseg.models.hunyuan.backbone import (
@@ -197,19 +198,14 @@ def concept_stream_attention(
     kinds = available_kinds(HunyuanBackbone.captures) if kinds is None else kinds
     map_layers = check_readout_arguments(transformer, concept_embeds, kinds, layers, top_k_heads, concept_slots)
     num_concepts = len(concept_embeds)
-    num_null = TEXT_SLOTS - num_concepts
-    num_slots = num_concepts + (min(num_null, 1) if concept_slots == "compact" else num_null)
-    null_weight = num_null if concept_slots == "compact" and num_null > 0 else 1
     weight = transformer.context_embedder.proj_in.weight
-    slots = torch.zeros(1, num_slots, concept_embeds.shape[1], dtype=weight.dtype, device=weight.device)
+    layout = slot_layout(num_concepts, TEXT_SLOTS, concept_slots, weight.device)
+    slots = torch.zeros(1, layout.num_slots, concept_embeds.shape[1], dtype=weight.dtype, device=weight.device)
     slots[0, :num_concepts] = concept_embeds.to(slots)
-    mask = torch.zeros(1, num_slots, dtype=torch.long, device=weight.device)
+    mask = torch.zeros(1, layout.num_slots, dtype=torch.long, device=weight.device)
     mask[0, :num_concepts] = 1
-    slot_weights = torch.ones(num_slots, dtype=torch.float32, device=weight.device)
-    slot_weights[-1] = null_weight
-    null_row = num_concepts if num_null > 0 else None  # the first padding slot: the null concept
-    readout = MapReadout(kinds, num_concepts, grid, top_k_heads, slot_weights, null_row=null_row)
-    stream = HunyuanConceptStream(slots, mask, null_weight, map_layers, readout)
+    readout = MapReadout(kinds, num_concepts, grid, top_k_heads, layout.weights, null_row=layout.null_row)
+    stream = HunyuanConceptStream(slots, mask, layout.null_weight, map_layers, readout)
 
     blocks = transformer.transformer_blocks
     original = transformer.attn_processors

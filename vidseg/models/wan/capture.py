@@ -22,7 +22,7 @@ from diffusers.models.attention_dispatch import dispatch_attention_fn
 
 from vidseg.errors import ConfigError
 from vidseg.maps.readout import (
-    LayerTensors, MapReadout, available_kinds, check_map_settings, check_one_video, check_video_grid,
+    LayerTensors, MapReadout, available_kinds, check_map_settings, check_one_video, check_video_grid, slot_layout,
 )
 from vidseg.models.wan.backbone import WanBackbone, predict_flow, token_grid
 
@@ -123,16 +123,10 @@ def cross_attention_readout(
     kinds = available_kinds(WanBackbone.captures) if kinds is None else kinds
     map_layers = check_readout_arguments(transformer, prompt_embeds, concepts, kinds, layers, top_k_heads,
                                          concept_slots)
-    total, length = prompt_embeds.shape[1], prompt_length(prompt_embeds)
-    if concept_slots == "compact" and length < total:
-        slots = torch.arange(length + 1)  # the first padding slot stands for all of them
-        weights = torch.ones(length + 1)
-        weights[-1] = total - length
-    else:
-        slots, weights = torch.arange(total), torch.ones(total)
-    null_row = length if length < total else None  # the first padding slot: the null concept
-    readout = MapReadout(kinds, concepts.tolist(), grid, top_k_heads, weights.to(prompt_embeds.device),
-                         null_row=null_row, keys_attended=True)
+    layout = slot_layout(prompt_length(prompt_embeds), prompt_embeds.shape[1], concept_slots, prompt_embeds.device)
+    slots = torch.arange(layout.num_slots)  # the real tokens, then (compact) the first padding slot for all of them
+    readout = MapReadout(kinds, concepts.tolist(), grid, top_k_heads, layout.weights, null_row=layout.null_row,
+                         keys_attended=True)
     original = transformer.attn_processors
     instrumented = dict(original)
     for i in map_layers:
