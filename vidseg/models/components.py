@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 from vidseg.errors import ConfigError, ModelLoadError, first_line
+from vidseg.inversion import flow_grid, invert_flow, renoise_flow
 from vidseg.maps.readout import check_map_settings
 from vidseg.models.base import Backbone, StepCallback, TextEmbeddings
 from vidseg.models.hub import model_hint
@@ -200,6 +201,25 @@ class DiffusersBackbone(Backbone):
         apply_group_offloading(module, onload_device=self.device, offload_type=offload_type,
                                num_blocks_per_group=1 if offload_type == "block_level" else None, use_stream=True)
         return module
+
+
+class FlowBackbone(DiffusersBackbone):
+    """A flow-matching family with latents in the ``[1, C, F, h, w]`` layout (Wan2.1, HunyuanVideo): flow-ODE
+    inversion (what ``method: ddim`` means for a flow model) or the official renoise, both to
+    ``sigmas[readout_index]`` of the scheduler's grid."""
+
+    stage_labels = {"ddim": "flow inversion", "renoise": "renoise"}
+    invert, renoise = staticmethod(invert_flow), staticmethod(renoise_flow)
+
+    def latent_shape(self, num_frames: int, height: int, width: int) -> tuple[int, ...]:
+        """Latents of a ``num_frames x height x width`` clip in the transformer's layout ``[1, C, F, h, w]``."""
+        scale, frames = self.spatial_compression, (num_frames - 1) // self.temporal_compression + 1
+        return 1, self.transformer_config["in_channels"], frames, height // scale, width // scale
+
+    def readout_timestep(self, inversion: Any) -> float:
+        """The transformer's timestep (σ * 1000) at ``inversion``'s read-out index (Wan: 818 for index 20 of 50;
+        HunyuanVideo: 778 for index 20 of 30)."""
+        return flow_grid(self.scheduler, inversion.num_steps, inversion.readout_index)[1][inversion.readout_index]
 
 
 @contextmanager

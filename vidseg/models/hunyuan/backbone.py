@@ -15,9 +15,8 @@ import numpy as np
 import torch
 
 from vidseg.errors import ConfigError, ModelLoadError
-from vidseg.inversion import flow_grid, invert_flow, renoise_flow
 from vidseg.models.base import TextEmbeddings
-from vidseg.models.components import DiffusersBackbone
+from vidseg.models.components import FlowBackbone
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +58,7 @@ class HunyuanTextEmbeddings(TextEmbeddings):
     pooled: torch.Tensor
 
 
-class HunyuanBackbone(DiffusersBackbone):
+class HunyuanBackbone(FlowBackbone):
     """A HunyuanVideo checkpoint in diffusers layout (``hunyuanvideo-community/HunyuanVideo``):
     ``HunyuanVideoTransformer3DModel``, ``AutoencoderKLHunyuanVideo``, ``FlowMatchEulerDiscreteScheduler`` (shift
     7), the LLaVA-LLaMA-3-8B text encoder and CLIP-L (``text_encoder_2``)."""
@@ -72,10 +71,8 @@ class HunyuanBackbone(DiffusersBackbone):
     captures = frozenset({"video_outputs", "video_queries", "concept_keys", "concept_outputs"})
     required_subfolders = ("transformer", "vae", "scheduler", "tokenizer", "text_encoder", "tokenizer_2",
                            "text_encoder_2")
-    stage_labels = {"ddim": "flow inversion", "renoise": "renoise"}
     hub_presets = {"hunyuanvideo-community/HunyuanVideo": "hunyuanvideo"}
     parts_module = "vidseg.models.hunyuan.parts"
-    invert, renoise = staticmethod(invert_flow), staticmethod(renoise_flow)
 
     def __init__(self, source: str, folder: Any, *, scheduler: Any, **kwargs: Any):
         super().__init__(source, folder, scheduler=PipelineSigmas(scheduler), **kwargs)
@@ -101,17 +98,8 @@ class HunyuanBackbone(DiffusersBackbone):
         if classes is not None and len(classes) > TEXT_SLOTS:
             raise ConfigError(f"{len(classes)} class names given; {self.display_name} reads at most {TEXT_SLOTS}")
 
-    def latent_shape(self, num_frames: int, height: int, width: int) -> tuple[int, ...]:
-        """Latents of a ``num_frames x height x width`` clip in the transformer's layout ``[1, C, F, h, w]``."""
-        scale, frames = self.spatial_compression, (num_frames - 1) // self.temporal_compression + 1
-        return 1, self.transformer_config["in_channels"], frames, height // scale, width // scale
-
     def token_grid(self, latents: torch.Tensor) -> tuple[int, int, int]:
         return token_grid(self.transformer_config, latents)
-
-    def readout_timestep(self, inversion: Any) -> float:
-        """σ * 1000 at ``inversion``'s read-out index (778 for index 20 of 30)."""
-        return flow_grid(self.scheduler, inversion.num_steps, inversion.readout_index)[1][inversion.readout_index]
 
     # -- text -----------------------------------------------------------------------------------------------------
 

@@ -10,9 +10,8 @@ from typing import Any
 import torch
 
 from vidseg.errors import ConfigError, ModelLoadError
-from vidseg.inversion import flow_grid, invert_flow, renoise_flow
 from vidseg.models.base import TextEmbeddings
-from vidseg.models.components import DiffusersBackbone
+from vidseg.models.components import FlowBackbone
 
 TEXT_SLOTS = 512  # umT5 prompt length of the Wan pipelines
 
@@ -41,7 +40,7 @@ def concept_positions(tokenizer: Any, prompt: str, classes: Sequence[str]) -> li
     return positions
 
 
-class WanBackbone(DiffusersBackbone):
+class WanBackbone(FlowBackbone):
     """A Wan2.1 text-to-video checkpoint: ``WanTransformer3DModel``, ``AutoencoderKLWan``, a flow-matching scheduler
     (``UniPCMultistepScheduler`` with flow sigmas), plus umT5 text encoding."""
 
@@ -53,12 +52,8 @@ class WanBackbone(DiffusersBackbone):
     # No concept stream, so no concept_outputs; attn2's keys are the prompt's, which the video queries attend to
     # (the capture's MapReadout(keys_attended=True)).
     captures = frozenset({"video_outputs", "video_queries", "concept_keys"})
-    stage_labels = {"ddim": "flow inversion", "renoise": "renoise"}
     hub_presets = {"Wan-AI/Wan2.1-T2V-1.3B-Diffusers": "wan2.1-1.3b", "Wan-AI/Wan2.1-T2V-14B-Diffusers": "wan2.1-14b"}
     parts_module = "vidseg.models.wan.parts"
-    # Flow-ODE inversion (what ``method: ddim`` means for a flow model) and the official renoise, both to
-    # sigmas[readout_index].
-    invert, renoise = staticmethod(invert_flow), staticmethod(renoise_flow)
 
     @classmethod
     def preset_for(cls, transformer_config: Mapping[str, Any]) -> str:
@@ -82,17 +77,8 @@ class WanBackbone(DiffusersBackbone):
         if classes is not None and config.inversion.prompt:
             concept_positions(self.tokenizer, config.inversion.prompt, classes)
 
-    def latent_shape(self, num_frames: int, height: int, width: int) -> tuple[int, ...]:
-        """Latents of a ``num_frames x height x width`` clip in the transformer's layout ``[1, C, F, h, w]``."""
-        scale, frames = self.spatial_compression, (num_frames - 1) // self.temporal_compression + 1
-        return 1, self.transformer_config["in_channels"], frames, height // scale, width // scale
-
     def token_grid(self, latents: torch.Tensor) -> tuple[int, int, int]:
         return token_grid(self.transformer_config, latents)
-
-    def readout_timestep(self, inversion: Any) -> float:
-        """The transformer's timestep (σ * 1000) at ``inversion``'s read-out index (818 for index 20 of 50)."""
-        return flow_grid(self.scheduler, inversion.num_steps, inversion.readout_index)[1][inversion.readout_index]
 
     @torch.no_grad()
     def encode_text(self, prompt: str, classes: Sequence[str]) -> TextEmbeddings:
