@@ -223,6 +223,21 @@ class FlowBackbone(DiffusersBackbone):
 
 
 @contextmanager
+def swapped_processors(transformer: Any, processors: dict[str, Any], hooks: Sequence[Any] = ()) -> Iterator[None]:
+    """Run the ``with`` block with ``processors`` (attention-processor name -> processor) in place of the stock ones;
+    on exit, even after an error, remove ``hooks`` (handles of hooks the caller registered) and put every original
+    processor back. The model itself is never edited."""
+    original = transformer.attn_processors
+    try:
+        transformer.set_attn_processor({**original, **processors})
+        yield
+    finally:
+        for hook in hooks:
+            hook.remove()
+        transformer.set_attn_processor(dict(original))
+
+
+@contextmanager
 def quiet_progress_bars() -> Iterator[None]:
     """Silence transformers' and diffusers' per-file loading / saving bars (the CLI draws its own progress);
     restores their previous state."""

@@ -24,6 +24,7 @@ from vidseg.maps.readout import (
     check_video_grid, slot_layout,
 )
 from vidseg.models.cogvideox.backbone import CogVideoXBackbone, predict_velocity, token_grid
+from vidseg.models.components import swapped_processors
 
 
 class ConceptStream:
@@ -257,17 +258,11 @@ def concept_stream_attention(
     stream = ConceptStream(text_proj(slot_inputs), layout.null_weight, map_layers, readout)
 
     blocks = transformer.transformer_blocks
-    original = transformer.attn_processors
-    instrumented = dict(original)
-    for i in range(stream.last_layer + 1):
-        instrumented[f"transformer_blocks.{i}.attn1.processor"] = ConceptStreamAttnProcessor(stream, blocks[i], i)
+    processors = {f"transformer_blocks.{i}.attn1.processor": ConceptStreamAttnProcessor(stream, blocks[i], i)
+                  for i in range(stream.last_layer + 1)}
     hook = blocks[0].register_forward_pre_hook(stream.start, with_kwargs=True)
-    try:
-        transformer.set_attn_processor(instrumented)
+    with swapped_processors(transformer, processors, [hook]):
         yield readout
-    finally:
-        hook.remove()
-        transformer.set_attn_processor(dict(original))
 
 
 def _text_modulation(norm: torch.nn.Module, temb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -31,6 +31,7 @@ from vidseg.maps.readout import (
     slot_layout,
 )
 from vidseg.models.cogvideox.capture import ConceptStream
+from vidseg.models.components import swapped_processors
 from vidseg.models.hunyuan.backbone import (
     GUIDANCE_SCALE, TEXT_SLOTS, HunyuanBackbone, HunyuanTextEmbeddings, predict_flow, token_grid,
 )
@@ -208,19 +209,12 @@ def concept_stream_attention(
     stream = HunyuanConceptStream(slots, mask, layout.null_weight, map_layers, readout)
 
     blocks = transformer.transformer_blocks
-    original = transformer.attn_processors
-    instrumented = dict(original)
-    for i in range(stream.last_layer + 1):
-        instrumented[f"transformer_blocks.{i}.attn.processor"] = ConceptStreamAttnProcessor(stream, blocks[i], i)
+    processors = {f"transformer_blocks.{i}.attn.processor": ConceptStreamAttnProcessor(stream, blocks[i], i)
+                  for i in range(stream.last_layer + 1)}
     hooks = [transformer.register_forward_pre_hook(stream.refine, with_kwargs=True),
              blocks[0].register_forward_pre_hook(stream.start, with_kwargs=True)]
-    try:
-        transformer.set_attn_processor(instrumented)
+    with swapped_processors(transformer, processors, hooks):
         yield readout
-    finally:
-        for hook in hooks:
-            hook.remove()
-        transformer.set_attn_processor(dict(original))
 
 
 @torch.no_grad()

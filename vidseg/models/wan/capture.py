@@ -24,6 +24,7 @@ from vidseg.errors import ConfigError
 from vidseg.maps.readout import (
     LayerTensors, MapReadout, available_kinds, check_map_settings, check_one_video, check_video_grid, slot_layout,
 )
+from vidseg.models.components import swapped_processors
 from vidseg.models.wan.backbone import WanBackbone, predict_flow, token_grid
 
 
@@ -127,15 +128,9 @@ def cross_attention_readout(
     slots = torch.arange(layout.num_slots)  # the real tokens, then (compact) the first padding slot for all of them
     readout = MapReadout(kinds, concepts.tolist(), grid, top_k_heads, layout.weights, null_row=layout.null_row,
                          keys_attended=True)
-    original = transformer.attn_processors
-    instrumented = dict(original)
-    for i in map_layers:
-        instrumented[f"blocks.{i}.attn2.processor"] = WanReadoutAttnProcessor(readout, slots)
-    try:
-        transformer.set_attn_processor(instrumented)
+    processors = {f"blocks.{i}.attn2.processor": WanReadoutAttnProcessor(readout, slots) for i in map_layers}
+    with swapped_processors(transformer, processors):
         yield readout
-    finally:
-        transformer.set_attn_processor(dict(original))
 
 
 @torch.no_grad()
